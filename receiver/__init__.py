@@ -1,0 +1,31 @@
+"""jobledger's Flask app: provider callbacks in, JSON and HTML out."""
+
+from flask import Flask
+
+from . import config
+
+
+def create_app(test_config=None):
+    """Build the app: defaults, then RECEIVER_* settings (or `test_config`), then blueprints.
+
+    :raises config.ConfigError: a malformed or incomplete setting, named in the message
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(config.defaults())
+    if test_config is None:
+        app.config.update(config.from_environ())
+    else:
+        app.config.update(test_config)
+    config.validate(app.config)
+    app.json.sort_keys = False
+
+    from . import api, cli, db, errors, health, hooks, logs
+
+    logs.configure()
+    db.init_app(app)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    errors.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,192 @@
+"""Settings: defaults, `RECEIVER_*` environment variables, and validation.
+
+Values are text as written. Flask's `from_prefixed_env` would parse them as JSON, turning a
+token made of digits into a number, so each setting has its own small parser instead. A
+setting that is present but malformed stops start-up with a message naming the variable.
+"""
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "RECEIVER_"
+MIB = 1024 * 1024
+
+# Seconds a job may go without a final word before it is `timed_out`, per kind. MPS smart
+# production and VOD preprocessing are short; transcodes of long media and Tencent task
+# flows with AI review can take hours; uploads by URL wait on the source. Edge transcoding
+# is a live stream that runs until stopped: 0 means it never times out.
+DEFAULT_DEADLINES = {
+    "default": 21600,
+    "preprocess": 7200,
+    "dynamic_image": 3600,
+    "snapshot": 3600,
+    "iproduction": 3600,
+    "transcode": 21600,
+    "procedure": 21600,
+    "upload": 86400,
+    "edge_transcode": 0,
+}
+
+
+class ConfigError(ValueError):
+    """A setting is malformed or incomplete; the message names the variable."""
+
+
+def _text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _url(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _url_list(value: str) -> list[str]:
+    return [_url(v) for v in _list(value)]
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1 or 0")
+
+
+def _durability(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in ("normal", "full"):
+        raise ValueError("expected normal or full")
+    return lowered
+
+
+def _positive_int(value: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError("expected a whole number of days, at least 1")
+    return int(value)
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _endpoint(value: str) -> str | None:
+    value = value.strip()
+    if value and not _HOST_PORT.match(value):
+        raise ValueError("expected host or host:port")
+    return value or None
+
+
+def _deadlines(value: str) -> dict[str, int]:
+    table = {}
+    for item in _list(value):
+        kind, sep, seconds = item.partition("=")
+        if not sep or not kind.strip() or not seconds.strip().isdigit():
+            raise ValueError(f"expected kind=seconds pairs, got {item!r}")
+        table[kind.strip()] = int(seconds)
+    table.setdefault("default", DEFAULT_DEADLINES["default"])
+    return table
+
+
+SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "DATABASE": (_text, "instance/ledger.db"),
+    "OPS_TOKEN": (_text, None),
+    "ALIYUN_VOD_CALLBACK_URL": (_url, None),
+    "ALIYUN_VOD_AUTH_KEYS": (_list, []),
+    "TENCENT_VOD_SIGN_KEY": (_text, None),
+    "HOOK_TOKEN": (_text, None),
+    "ALLOW_UNSIGNED": (_flag, False),
+    "MNS_ENDPOINT": (_url, None),
+    "MNS_ACCESS_KEY_ID": (_text, None),
+    "MNS_ACCESS_KEY_SECRET": (_text, None),
+    "MNS_QUEUES": (_list, []),
+    "ALIYUN_ACCESS_KEY_ID": (_text, None),
+    "ALIYUN_ACCESS_KEY_SECRET": (_text, None),
+    "ALIYUN_REGION": (_text, "cn-shanghai"),
+    "ALIYUN_VOD_ENDPOINT": (_endpoint, None),
+    "ALIYUN_MTS_ENDPOINT": (_endpoint, None),
+    "ALIYUN_LIVE_ENDPOINT": (_endpoint, None),
+    "MPS_PIPELINE_ID": (_text, None),
+    "TENCENT_SECRET_ID": (_text, None),
+    "TENCENT_SECRET_KEY": (_text, None),
+    "TENCENT_VOD_ENDPOINT": (_endpoint, "vod.tencentcloudapi.com"),
+    "TENCENT_VOD_V2_URL": (_url, "https://vod.api.qcloud.com/v2/index.php"),
+    "ALERT_WEBHOOK_URLS": (_url_list, []),
+    "ALERT_SNS_TOPIC_ARN": (_text, None),
+    "DURABILITY": (_durability, "normal"),
+    "RETENTION_DAYS": (_positive_int, None),
+    "DEADLINES": (_deadlines, DEFAULT_DEADLINES),
+}
+
+# Settings that must never appear in logs, pages or error messages.
+SECRETS = frozenset({
+    "OPS_TOKEN", "ALIYUN_VOD_AUTH_KEYS", "TENCENT_VOD_SIGN_KEY", "HOOK_TOKEN",
+    "MNS_ACCESS_KEY_SECRET", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_KEY",
+})
+
+
+def defaults() -> dict[str, Any]:
+    """Return every setting's default, plus Flask's own bounds."""
+    out = {name: (dict(d) if isinstance(d, dict) else list(d) if isinstance(d, list) else d)
+           for name, (_, d) in SETTINGS.items()}
+    # Webhooks are small (the largest documented sample is a few KiB); refuse big bodies.
+    out["MAX_CONTENT_LENGTH"] = MIB
+    return out
+
+
+def from_environ(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Parse the `RECEIVER_*` variables that are present.
+
+    :raises ConfigError: naming the first malformed variable
+    """
+    out = {}
+    for name, (parse, _) in SETTINGS.items():
+        if PREFIX + name in environ:
+            out[name] = _parse_one(name, parse, environ[PREFIX + name])
+    return out
+
+
+def _parse_one(name: str, parse: Callable[[str], Any], raw: str) -> Any:
+    try:
+        return parse(raw)
+    except ValueError as e:
+        shown = "(hidden)" if name in SECRETS else repr(raw[:80])
+        raise ConfigError(f"{PREFIX}{name} is malformed: {e}; got {shown}") from None
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Normalize settings given in code (tests) and check the ones that go together.
+
+    :raises ConfigError: naming the variable to set or fix
+    """
+    for name, (parse, _) in SETTINGS.items():
+        if isinstance(config.get(name), str) and parse not in (_text,):
+            config[name] = _parse_one(name, parse, config[name])
+    if config.get("ALIYUN_VOD_AUTH_KEYS") and not config.get("ALIYUN_VOD_CALLBACK_URL"):
+        raise ConfigError(
+            "RECEIVER_ALIYUN_VOD_CALLBACK_URL must be set with RECEIVER_ALIYUN_VOD_AUTH_KEYS:"
+            " the callback URL is part of the string VOD signs"
+        )
+    mns = ("MNS_ENDPOINT", "MNS_ACCESS_KEY_ID", "MNS_ACCESS_KEY_SECRET")
+    if any(config.get(k) for k in mns) and not all(config.get(k) for k in mns):
+        missing = next(k for k in mns if not config.get(k))
+        raise ConfigError(f"{PREFIX}{missing} must be set with the other RECEIVER_MNS_* settings")
+    for pair in (("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
+                 ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")):
+        if bool(config.get(pair[0])) != bool(config.get(pair[1])):
+            missing = pair[1] if config.get(pair[0]) else pair[0]
+            raise ConfigError(f"{PREFIX}{missing} must be set together with {PREFIX}{pair[0]}")

@@ -1,0 +1,71 @@
+"""The request's ledger connection.
+
+One connection per worker thread, reused across requests, opened after gunicorn forks (the
+cache is keyed by process id, so a forked child never reuses its parent's connection).
+Opening a connection and setting its pragmas on every request costs more than the whole
+ledger transaction of a callback, which must stay cheap (see bench/). sqlite3 objects stay
+on the thread that made them, which is what house style asks of `flask.g`.
+"""
+
+import os
+import sqlite3
+import threading
+
+from flask import Flask, current_app, g
+
+from store import Ledger, open_ledger
+
+_local = threading.local()
+
+
+class LedgerNotReady(RuntimeError):
+    """The ledger file has not been created or migrated yet."""
+
+
+def get_ledger() -> Ledger:
+    """Return this thread's ledger for the app's DATABASE."""
+    if "ledger" not in g:
+        g.ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    return g.ledger
+
+
+def _ledger_for(path: str, durability: str) -> Ledger:
+    cache = getattr(_local, "ledgers", None)
+    if cache is None or getattr(_local, "pid", None) != os.getpid():
+        cache = _local.ledgers = {}
+        _local.pid = os.getpid()
+    key = (path, durability)
+    ledger = cache.get(key)
+    if ledger is None:
+        if not os.path.exists(path):
+            raise LedgerNotReady(f"no ledger at {path}: run `flask --app wsgi init-db`")
+        ledger = open_ledger(path, durability)
+        found = ledger.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'"
+        ).fetchone()
+        if found is None:
+            ledger.close()
+            raise LedgerNotReady(f"ledger at {path} is not migrated: run `flask --app wsgi init-db`")
+        cache[key] = ledger
+    return ledger
+
+
+def close_ledgers() -> None:
+    """Close this thread's cached connections (tests, and before a process exits)."""
+    for ledger in getattr(_local, "ledgers", {}).values():
+        try:
+            ledger.close()
+        except sqlite3.Error:
+            pass
+    _local.ledgers = {}
+
+
+def _end_request(exc: BaseException | None) -> None:
+    ledger = g.pop("ledger", None)
+    if ledger is not None and ledger.conn.in_transaction:
+        ledger.conn.rollback()  # never carry a half-done transaction into the next request
+
+
+def init_app(app: Flask) -> None:
+    """Register the per-request cleanup."""
+    app.teardown_appcontext(_end_request)

@@ -1,0 +1,78 @@
+"""App-level error handlers: JSON under /api, /hooks, /metrics and /healthz; HTML elsewhere.
+
+Blueprint-level 404 handlers do not see unmatched URLs, so these are registered on the app.
+Every JSON error has one shape: {"ok": false, "error": "...", "status": N}.
+"""
+
+import logging
+import sqlite3
+
+from flask import Flask, jsonify, render_template_string, request
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .db import LedgerNotReady
+
+log = logging.getLogger("jobledger.errors")
+JSON_PREFIXES = ("/api", "/hooks", "/metrics", "/healthz")
+
+_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>{{ status }} · jobledger</title>
+<body style="font-family: system-ui, sans-serif; margin: 2rem"><h1>{{ status }} {{ name }}</h1>
+<p>{{ message }}</p><p><a href="/">Dashboard</a></p></body></html>"""
+
+
+def error_response(status: int, message: str, headers=None, **extra):
+    """Answer an error in the shape the path calls for."""
+    if request.path.startswith(JSON_PREFIXES):
+        response = jsonify(ok=False, error=message, status=status, **extra)
+    else:
+        name = _name(status)
+        response = render_template_string(_PAGE, status=status, name=name, message=message)
+        response = Flask.response_class(response, mimetype="text/html")
+    response.status_code = status
+    for key, value in headers or ():
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
+
+
+def _name(status: int) -> str:
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    return HTTP_STATUS_CODES.get(status, "Error")
+
+
+def _http_error(e: HTTPException):
+    return error_response(e.code or 500, e.description or _name(e.code or 500), e.get_headers())
+
+
+def _database_error(e: sqlite3.Error):
+    # A full disk or a lock held past the busy timeout is the ledger being unable to take
+    # the write right now: 503, so the sender retries and nothing half-written is acked.
+    message = str(e).lower()
+    if isinstance(e, sqlite3.OperationalError) and (
+        "full" in message or "locked" in message or "busy" in message or "disk i/o" in message
+    ):
+        log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
+        return error_response(503, f"the ledger cannot take writes right now: {e}")
+    log.error("ledger.error", exc_info=True, extra={"path": request.path})
+    return error_response(500, "internal error in the ledger")
+
+
+def _not_ready(e: LedgerNotReady):
+    log.error("ledger.not-ready", extra={"error": str(e)})
+    return _http_error(ServiceUnavailable(str(e)))
+
+
+def _unexpected(e: Exception):
+    if isinstance(e, HTTPException):
+        return _http_error(e)
+    log.error("app.unhandled", exc_info=True, extra={"path": request.path})
+    return _http_error(InternalServerError("internal error"))
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers on the app (so unmatched URLs are covered too)."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(LedgerNotReady, _not_ready)
+    app.register_error_handler(sqlite3.Error, _database_error)
+    app.register_error_handler(Exception, _unexpected)

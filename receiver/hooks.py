@@ -1,0 +1,92 @@
+"""Provider callbacks: verify, parse, record in one transaction, then acknowledge with 200.
+
+One generic view for every sender; the order of the steps never changes. Nothing else
+happens before the answer: alerts, polls and pages all read the ledger later.
+"""
+
+import hmac
+import logging
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import NotFound, ServiceUnavailable, Unauthorized
+
+from .db import get_ledger
+from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, get_provider
+
+bp = Blueprint("hooks", __name__, url_prefix="/hooks")
+log = logging.getLogger("jobledger.hooks")
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How a delivery was authenticated."""
+
+    verified: bool
+    method: str  # "signature" | "token" | "none"
+
+
+def authenticate(provider, body: bytes) -> Auth:
+    """Decide whether to accept a delivery; raise 401 or 503 otherwise.
+
+    A valid provider signature is enough. A request without one must carry the hook token
+    when one is set. With no secret at all configured for the provider, only
+    RECEIVER_ALLOW_UNSIGNED lets it in (marked unverified); otherwise the provider is not
+    configured (503). Verification is never skipped because a secret is missing.
+    """
+    config = current_app.config
+    secret = provider.signature_secret(config)
+    token = config.get("HOOK_TOKEN")
+    if provider.has_signature(body, request.headers) and secret is not None:
+        try:
+            provider.verify(body, request.headers, secret)
+        except InvalidSignature as e:
+            log.warning(f"hooks.{provider.NAME}.bad-signature", extra={"reason": str(e)})
+            raise Unauthorized(f"signature rejected: {e}") from None
+        return Auth(True, "signature")
+    if token:
+        given = request.args.get("token", "")
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return Auth(True, "token")
+        log.warning(f"hooks.{provider.NAME}.bad-token")
+        raise Unauthorized("missing or wrong ?token= (RECEIVER_HOOK_TOKEN) and no valid signature")
+    if secret is not None:
+        log.warning(f"hooks.{provider.NAME}.unsigned")
+        raise Unauthorized("the request carries no signature")
+    if config.get("ALLOW_UNSIGNED"):
+        return Auth(False, "none")
+    names = " and ".join(f"RECEIVER_{s}" for s in provider.SIGNATURE_SETTINGS)
+    log.error(f"hooks.{provider.NAME}.not-configured")
+    raise ServiceUnavailable(
+        f"{provider.NAME} callbacks are not configured: set {names}, or RECEIVER_HOOK_TOKEN"
+    )
+
+
+@bp.post("/<vendor>/<service>")
+def receive(vendor: str, service: str):
+    """Accept one delivery: verify, parse, record, then acknowledge."""
+    name = f"{vendor}_{service}"
+    if name not in HTTP_PROVIDERS:
+        raise NotFound(f"no callback endpoint for {vendor}/{service}")
+    provider = get_provider(name)
+    body = request.get_data(cache=False)  # raw bytes first; 413 past MAX_CONTENT_LENGTH
+    auth = authenticate(provider, body)
+    ledger = get_ledger()
+    try:
+        event = provider.parse(body, request.headers)
+    except InvalidPayload as e:
+        qid = ledger.quarantine(
+            provider=provider.PROVIDER, service=provider.SERVICE, source="http", body=body,
+            reason=str(e), verified=auth.verified, auth=auth.method,
+            meta={"content_type": request.content_type, "user_agent": request.user_agent.string,
+                  "remote_addr": request.remote_addr},
+        )
+        log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
+        return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
+    result = ledger.record_event(event, source="http", verified=auth.verified, auth=auth.method)
+    if result.changed:
+        log.info(f"hooks.{name}.applied", extra={
+            "event_id": result.event_id, "job_id": result.job_id, "state": result.state,
+            "event_type": event.event_type})
+    return jsonify(ok=True, event_id=result.event_id, job_id=result.job_id,
+                   state=result.state, duplicate=result.duplicate_of is not None), 200

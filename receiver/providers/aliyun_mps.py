@@ -1,0 +1,107 @@
+"""ApsaraVideo MPS job notices, which arrive only as MNS queue messages.
+
+Smart production (`Type: IProduction`, plus the lower-case TextToSpeech shape) and the
+general MPS job notice (transcode, snapshot...) of the same pipeline queue.
+Reference: shared/reference/aliyun.md §4.2.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from . import base as states
+from .base import Event, InvalidPayload, body_text, dedup_key, load_json_object, text
+
+NAME = "aliyun_mps"
+PROVIDER, SERVICE = "aliyun", "mps"
+SIGNATURE_SETTINGS = ()  # MNS messages are authenticated by the queue's own credentials
+
+_STATES = {"success": states.SUCCEEDED, "fail": states.FAILED, "failed": states.FAILED,
+           "queuing": states.PROCESSING, "analysing": states.PROCESSING,
+           "analyzing": states.PROCESSING, "processing": states.PROCESSING}
+_GENERAL_KINDS = {"transcode": "transcode", "snapshot": "snapshot", "analysis": "analysis",
+                  "mediainfo": "media_info"}
+
+
+def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+    """Turn one MPS notice into an Event."""
+    return parse_doc(load_json_object(body, "an MPS job notice"), body_text(body))
+
+
+def is_mps(doc: dict) -> bool:
+    """Tell whether a decoded queue message is an MPS notice (rather than a VOD event)."""
+    kind = doc.get("Type") or doc.get("type")
+    if "EventType" in doc:
+        return False
+    return bool(kind) or ("jobId" in doc and "result" in doc)
+
+
+def parse_doc(doc: dict, payload: str) -> Event:
+    """Normalize an already decoded MPS notice."""
+    kind = text(doc.get("Type")) or text(doc.get("type"))
+    if kind == "IProduction":
+        fields = _iproduction(doc)
+    elif kind is None and "jobId" in doc and "result" in doc:
+        kind, fields = "IProduction", _text_to_speech(doc)
+    elif kind is not None and (doc.get("JobId") or doc.get("jobId")):
+        fields = _general(doc, kind)
+    else:
+        raise InvalidPayload("not an MPS job notice: no Type/type with a JobId")
+    return Event(provider=PROVIDER, service=SERVICE, event_type=kind, payload=payload,
+                 dedup_key=dedup_key(NAME, doc), **fields)
+
+
+def state_of(value: Any) -> str | None:
+    """Map an MPS State (Queuing/Analysing/Fail/Success, any case) to a ledger state."""
+    return _STATES.get((text(value) or "").lower())
+
+
+def _iproduction(doc: dict) -> dict:
+    job_id = text(doc.get("JobId"))
+    state = state_of(doc.get("State"))
+    if job_id is None or state is None:
+        raise InvalidPayload("IProduction notice without JobId or a known State")
+    failed = state == states.FAILED
+    return {
+        "kind": "iproduction",
+        "provider_job_id": job_id,
+        "state": state,
+        "error_code": text(doc.get("Code")) if failed else None,
+        "error_message": text(doc.get("Message")) if failed else None,
+        "outputs": tuple(d for d in doc.get("Details") or [] if isinstance(d, dict)),
+    }
+
+
+def _text_to_speech(doc: dict) -> dict:
+    """TextToSpeech: lower-case keys and `result` as a JSON string holding Code/Message."""
+    job_id = text(doc.get("jobId"))
+    result = doc.get("result")
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError as e:
+            raise InvalidPayload("TextToSpeech result is not JSON") from e
+    if job_id is None or not isinstance(result, dict):
+        raise InvalidPayload("TextToSpeech notice without jobId or result")
+    ok = (text(result.get("Code")) or "").lower() == "success"
+    return {
+        "kind": "iproduction",
+        "provider_job_id": job_id,
+        "state": states.SUCCEEDED if ok else states.FAILED,
+        "error_code": None if ok else text(result.get("Code")),
+        "error_message": None if ok else text(result.get("Message")),
+    }
+
+
+def _general(doc: dict, kind: str) -> dict:
+    """The general MPS job notice: keys repeated in both cases; failures add code/msg."""
+    state = state_of(doc.get("State") or doc.get("state")) or states.PROCESSING
+    failed = state == states.FAILED
+    return {
+        "kind": _GENERAL_KINDS.get(kind.lower(), kind.lower()),
+        "provider_job_id": text(doc.get("JobId")) or text(doc.get("jobId")),
+        "state": state,
+        "error_code": (text(doc.get("Code")) or text(doc.get("code"))) if failed else None,
+        "error_message": (text(doc.get("Message")) or text(doc.get("msg")) or text(doc.get("Msg")))
+        if failed else None,
+    }

@@ -1,0 +1,129 @@
+"""What every provider module shares: the normalized Event and the errors of verify/parse."""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+
+# The contract's state names a notice can report. The state machine itself lives in
+# store.states; providers stay free of the store so they test without a database.
+PROCESSING, SUCCEEDED, PARTIAL, FAILED = "processing", "succeeded", "partial", "failed"
+RUNNING, STOPPED = "running", "stopped"
+
+
+class InvalidSignature(Exception):
+    """The request's signature, timestamp or token does not authenticate it."""
+
+
+class InvalidPayload(Exception):
+    """The body is not JSON, or not an event of the provider it was sent as."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One provider notice, normalized: everything the ledger needs to apply it."""
+
+    provider: str  # "aliyun" | "tencent"
+    service: str  # "vod" | "mps" | "live"
+    event_type: str
+    payload: str  # the body as received
+    dedup_key: bytes | None = None
+    kind: str | None = None  # job kind the notice is about; None: stored, tied to no job
+    provider_job_id: str | None = None
+    media_id: str | None = None
+    state: str | None = None  # the state it reports; None: no state of its own
+    occurred_at: str | None = None  # provider's time, ISO 8601 UTC
+    error_code: str | None = None
+    error_message: str | None = None
+    outputs: tuple = field(default=())
+    preprocess: bool = False
+
+
+VOLATILE_KEYS = frozenset({"EventHandle", "Sign", "T", "sign", "t"})
+
+
+def dedup_key(provider: str, doc: Any) -> bytes:
+    """Return a stable key for a notice: its content, whatever the key order or spacing.
+
+    Keys that change between deliveries of one event (a pull handle, a fresh signature)
+    are left out, so a redelivery is a duplicate however it arrives.
+    """
+    if isinstance(doc, dict) and VOLATILE_KEYS.intersection(doc):
+        doc = {k: v for k, v in doc.items() if k not in VOLATILE_KEYS}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{provider}\n{canonical}".encode()).digest()[:16]
+
+
+def load_json_object(body: bytes | str, what: str) -> dict:
+    """Decode a JSON object or raise InvalidPayload saying why."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise InvalidPayload(f"body is not JSON: {str(e)[:120]}") from e
+    if not isinstance(doc, dict):
+        raise InvalidPayload(f"body is JSON but not {what}: expected an object")
+    return doc
+
+
+def body_text(body: bytes | str) -> str:
+    """Return the body as text for storage (parsing already proved it is UTF-8)."""
+    return body.decode("utf-8") if isinstance(body, bytes) else body
+
+
+_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.:](\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_time(value: Any) -> str | None:
+    """Read a provider timestamp leniently; return ISO 8601 UTC with milliseconds, or None.
+
+    Accepts `2017-03-20T07:49:17Z`, the `2024-04-10T01:37:14:627Z` form (a colon before
+    the milliseconds, as on VOD's ImageUploadComplete page), fractions, offsets, and Unix
+    seconds. Anything else is None: a notice is not refused for a bad clock field.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, str):
+        m = _TIME.match(value.strip())
+        if not m:
+            return None
+        y, mo, d, h, mi, s, frac, tz = m.groups()
+        tzinfo = UTC
+        if tz and tz != "Z":
+            offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
+            tzinfo = timezone(offset if tz[0] == "+" else -offset)
+        try:
+            moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
+                              int((frac or "0").ljust(6, "0")), tzinfo=tzinfo).astimezone(UTC)
+        except (ValueError, OverflowError):
+            return None
+    else:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def text(value: Any) -> str | None:
+    """Return a provider field as a non-empty string, or None (numbers become text)."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def truthy(value: Any) -> bool:
+    """Read a flag sent as `true`, `"true"`, `"True"`, `1` or `"1"`."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value is True or (isinstance(value, int) and value == 1)
+
+
+def compact(mapping: dict) -> dict:
+    """Drop keys whose value is None, to keep output objects to what the provider gave."""
+    return {k: v for k, v in mapping.items() if v is not None}

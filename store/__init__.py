@@ -1,0 +1,5 @@
+"""The ledger: every job, every provider notice, and the quarantine. Knows SQL, never Flask."""
+
+from .ledger import Ledger, RecordResult, migrate, open_ledger, write_transaction
+
+__all__ = ["Ledger", "RecordResult", "migrate", "open_ledger", "write_transaction"]

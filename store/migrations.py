@@ -1,0 +1,106 @@
+"""Schema of the ledger, as numbered, append-only sqlite-utils migrations.
+
+Run once per deploy (`flask --app wsgi init-db`, the Procfile's release step), never per
+request or per worker: several gunicorn workers migrating at boot race each other.
+"""
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("ledger")
+
+
+@migrations(name="0001_enable_wal", transactional=False)
+def enable_wal(db: Database) -> None:
+    """Let status pages read while callbacks write."""
+    db.enable_wal()
+
+
+@migrations(name="0002_jobs_events_quarantine")
+def create_core_tables(db: Database) -> None:
+    """Create jobs, events, quarantine and the per-state job counters."""
+    db.table("jobs").create(
+        {
+            "id": str,
+            "provider": str,
+            "service": str,
+            "kind": str,
+            "provider_job_id": str,
+            "media_id": str,
+            "state": str,
+            "preprocess": int,
+            "error_code": str,
+            "error_message": str,
+            "outputs": str,
+            "origin": str,
+            "operation": str,
+            "params": str,
+            "submitted_at": str,
+            "updated_at": str,
+            "finished_at": str,
+            "last_event_at": str,
+        },
+        pk="id",
+        not_null={"provider", "service", "kind", "state", "origin", "submitted_at", "updated_at"},
+        defaults={"outputs": "[]"},
+    )
+    # One job per provider job id. The partial index also serves `q=<provider job id>`.
+    db.execute(
+        "CREATE UNIQUE INDEX jobs_provider_job ON jobs (provider_job_id, provider, service) "
+        "WHERE provider_job_id IS NOT NULL"
+    )
+    # Matching a notice without a job id to its video's job, and `q=<media id>`.
+    db.execute("CREATE INDEX jobs_media ON jobs (media_id, kind, id) WHERE media_id IS NOT NULL")
+    # Keyset pagination (newest first) under any single filter.
+    for column in ("state", "provider", "service", "kind"):
+        db.execute(f"CREATE INDEX jobs_{column}_id ON jobs ({column}, id)")
+
+    db.table("events").create(
+        {
+            "id": int,
+            "job_id": str,
+            "provider": str,
+            "service": str,
+            "source": str,
+            "event_type": str,
+            "dedup_key": bytes,
+            "verified": int,
+            "auth": str,
+            "duplicate_of": int,
+            "replay_of": int,
+            "state_after": str,
+            "received_at": str,
+            "occurred_at": str,
+            "payload": str,
+        },
+        pk="id",
+        not_null={"provider", "service", "source", "verified", "received_at"},
+    )
+    # Redelivery is found by this index; duplicates themselves are kept, pointing at the original.
+    db.execute(
+        "CREATE UNIQUE INDEX events_dedup ON events (dedup_key) "
+        "WHERE dedup_key IS NOT NULL AND duplicate_of IS NULL"
+    )
+    db.execute("CREATE INDEX events_job ON events (job_id, id)")
+
+    db.table("quarantine").create(
+        {
+            "id": int,
+            "received_at": str,
+            "provider": str,
+            "service": str,
+            "source": str,
+            "reason": str,
+            "body": bytes,
+            "meta": str,
+            "verified": int,
+            "auth": str,
+            "replayed_at": str,
+            "replay_event_id": int,
+        },
+        pk="id",
+    )
+    # Kept in the same transaction as every state change, so /api/stats never counts rows.
+    db.table("job_counts").create(
+        {"provider": str, "service": str, "kind": str, "state": str, "n": int},
+        pk=("provider", "service", "kind", "state"),
+    )
