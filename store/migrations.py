@@ -104,3 +104,19 @@ def create_core_tables(db: Database) -> None:
         {"provider": str, "service": str, "kind": str, "state": str, "n": int},
         pk=("provider", "service", "kind", "state"),
     )
+
+
+@migrations(name="0003_polling")
+def add_polling(db: Database) -> None:
+    """Pace provider polls (reconcile) and find jobs without a final word cheaply."""
+    jobs = db.table("jobs")
+    jobs.add_column("next_poll_at", str)
+    jobs.add_column("poll_count", int, not_null_default=0)
+    jobs.add_column("resubmitted_from", str)
+    # Only jobs that may still change are in these indexes, so they stay small at 1M jobs.
+    open_states = "('submitting', 'submitted', 'processing', 'timed_out', 'running')"
+    db.execute(f"CREATE INDEX jobs_open_poll ON jobs (next_poll_at) WHERE state IN {open_states}")
+    db.execute(
+        "CREATE INDEX jobs_open_age ON jobs (kind, submitted_at)"
+        " WHERE state IN ('submitting', 'submitted', 'processing')"
+    )
