@@ -45,7 +45,8 @@ def require_ops(allow_basic: bool = False) -> None:
         if _token_matches(password, token):
             return
     challenge = (
-        WWWAuthenticate("basic", {"realm": "jobledger"}) if allow_basic
+        WWWAuthenticate("basic", {"realm": "jobledger"})
+        if allow_basic
         else WWWAuthenticate("bearer", {"realm": "jobledger"})
     )
     raise Unauthorized("a valid ops token is required", www_authenticate=challenge)

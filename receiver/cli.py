@@ -58,16 +58,27 @@ def replay(quarantined: bool, ids: tuple[int, ...]):
         if quarantined:
             for row in led.quarantined(ids or None):
                 try:
-                    event = parse_stored(row["provider"], row["service"], row["source"], row["body"])
+                    event = parse_stored(
+                        row["provider"], row["service"], row["source"], row["body"]
+                    )
                 except (InvalidPayload, UnicodeDecodeError, LookupError) as e:
                     failed += 1
                     click.echo(f"quarantine {row['id']}: still unparseable: {e}", err=True)
                     continue
-                result = led.record_event(event, source=row["source"],
-                                          verified=bool(row["verified"]), auth=row["auth"])
+                result = led.record_event(
+                    event, source=row["source"], verified=bool(row["verified"]), auth=row["auth"]
+                )
                 led.mark_replayed(row["id"], result.event_id)
-                click.echo(json.dumps({"quarantine_id": row["id"], "event_id": result.event_id,
-                                       "job_id": result.job_id, "state": result.state}))
+                click.echo(
+                    json.dumps(
+                        {
+                            "quarantine_id": row["id"],
+                            "event_id": result.event_id,
+                            "job_id": result.job_id,
+                            "state": result.state,
+                        }
+                    )
+                )
         else:
             for event_id in ids:
                 stored = led.get_event(event_id)
@@ -76,16 +87,30 @@ def replay(quarantined: bool, ids: tuple[int, ...]):
                     click.echo(f"event {event_id}: not found, or its payload was pruned", err=True)
                     continue
                 try:
-                    event = parse_stored(stored["provider"], stored["service"], stored["source"],
-                                         stored["payload"])
+                    event = parse_stored(
+                        stored["provider"], stored["service"], stored["source"], stored["payload"]
+                    )
                 except (InvalidPayload, LookupError) as e:
                     failed += 1
                     click.echo(f"event {event_id}: unparseable: {e}", err=True)
                     continue
-                result = led.record_event(event, source=stored["source"], verified=stored["verified"],
-                                          auth=stored["auth"], replay_of=event_id)
-                click.echo(json.dumps({"replay_of": event_id, "event_id": result.event_id,
-                                       "job_id": result.job_id, "state": result.state}))
+                result = led.record_event(
+                    event,
+                    source=stored["source"],
+                    verified=stored["verified"],
+                    auth=stored["auth"],
+                    replay_of=event_id,
+                )
+                click.echo(
+                    json.dumps(
+                        {
+                            "replay_of": event_id,
+                            "event_id": result.event_id,
+                            "job_id": result.job_id,
+                            "state": result.state,
+                        }
+                    )
+                )
     if failed:
         raise click.exceptions.Exit(1)
 

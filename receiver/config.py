@@ -133,16 +133,25 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
 }
 
 # Settings that must never appear in logs, pages or error messages.
-SECRETS = frozenset({
-    "OPS_TOKEN", "ALIYUN_VOD_AUTH_KEYS", "TENCENT_VOD_SIGN_KEY", "HOOK_TOKEN",
-    "MNS_ACCESS_KEY_SECRET", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_KEY",
-})
+SECRETS = frozenset(
+    {
+        "OPS_TOKEN",
+        "ALIYUN_VOD_AUTH_KEYS",
+        "TENCENT_VOD_SIGN_KEY",
+        "HOOK_TOKEN",
+        "MNS_ACCESS_KEY_SECRET",
+        "ALIYUN_ACCESS_KEY_SECRET",
+        "TENCENT_SECRET_KEY",
+    }
+)
 
 
 def defaults() -> dict[str, Any]:
     """Return every setting's default, plus Flask's own bounds."""
-    out = {name: (dict(d) if isinstance(d, dict) else list(d) if isinstance(d, list) else d)
-           for name, (_, d) in SETTINGS.items()}
+    out = {
+        name: (dict(d) if isinstance(d, dict) else list(d) if isinstance(d, list) else d)
+        for name, (_, d) in SETTINGS.items()
+    }
     # Webhooks are small (the largest documented sample is a few KiB); refuse big bodies.
     out["MAX_CONTENT_LENGTH"] = MIB
     return out
@@ -185,8 +194,10 @@ def validate(config: dict[str, Any]) -> None:
     if any(config.get(k) for k in mns) and not all(config.get(k) for k in mns):
         missing = next(k for k in mns if not config.get(k))
         raise ConfigError(f"{PREFIX}{missing} must be set with the other RECEIVER_MNS_* settings")
-    for pair in (("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
-                 ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")):
+    for pair in (
+        ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"),
+        ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"),
+    ):
         if bool(config.get(pair[0])) != bool(config.get(pair[1])):
             missing = pair[1] if config.get(pair[0]) else pair[0]
             raise ConfigError(f"{PREFIX}{missing} must be set together with {PREFIX}{pair[0]}")

@@ -45,7 +45,9 @@ def _ledger_for(path: str, durability: str) -> Ledger:
         ).fetchone()
         if found is None:
             ledger.close()
-            raise LedgerNotReady(f"ledger at {path} is not migrated: run `flask --app wsgi init-db`")
+            raise LedgerNotReady(
+                f"ledger at {path} is not migrated: run `flask --app wsgi init-db`"
+            )
         cache[key] = ledger
     return ledger
 

@@ -15,7 +15,8 @@ from .db import LedgerNotReady
 log = logging.getLogger("jobledger.errors")
 JSON_PREFIXES = ("/api", "/hooks", "/metrics", "/healthz")
 
-_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>{{ status }} · jobledger</title>
+_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8">
+<title>{{ status }} · jobledger</title>
 <body style="font-family: system-ui, sans-serif; margin: 2rem"><h1>{{ status }} {{ name }}</h1>
 <p>{{ message }}</p><p><a href="/">Dashboard</a></p></body></html>"""
 

@@ -76,17 +76,36 @@ def receive(vendor: str, service: str):
         event = provider.parse(body, request.headers)
     except InvalidPayload as e:
         qid = ledger.quarantine(
-            provider=provider.PROVIDER, service=provider.SERVICE, source="http", body=body,
-            reason=str(e), verified=auth.verified, auth=auth.method,
-            meta={"content_type": request.content_type, "user_agent": request.user_agent.string,
-                  "remote_addr": request.remote_addr},
+            provider=provider.PROVIDER,
+            service=provider.SERVICE,
+            source="http",
+            body=body,
+            reason=str(e),
+            verified=auth.verified,
+            auth=auth.method,
+            meta={
+                "content_type": request.content_type,
+                "user_agent": request.user_agent.string,
+                "remote_addr": request.remote_addr,
+            },
         )
         log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
         return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
     result = ledger.record_event(event, source="http", verified=auth.verified, auth=auth.method)
     if result.changed:
-        log.info(f"hooks.{name}.applied", extra={
-            "event_id": result.event_id, "job_id": result.job_id, "state": result.state,
-            "event_type": event.event_type})
-    return jsonify(ok=True, event_id=result.event_id, job_id=result.job_id,
-                   state=result.state, duplicate=result.duplicate_of is not None), 200
+        log.info(
+            f"hooks.{name}.applied",
+            extra={
+                "event_id": result.event_id,
+                "job_id": result.job_id,
+                "state": result.state,
+                "event_type": event.event_type,
+            },
+        )
+    return jsonify(
+        ok=True,
+        event_id=result.event_id,
+        job_id=result.job_id,
+        state=result.state,
+        duplicate=result.duplicate_of is not None,
+    ), 200

@@ -151,7 +151,14 @@ class Ledger(LedgerReads):
                 if original is not None:
                     state = self._state_of(original[1])
                     event_id = self._insert_event(
-                        event, now, source, verified, auth, original[1], state, key,
+                        event,
+                        now,
+                        source,
+                        verified,
+                        auth,
+                        original[1],
+                        state,
+                        key,
                         duplicate_of=original[0],
                     )
                     return RecordResult(event_id, original[1], state, state, original[0], False)
@@ -161,7 +168,14 @@ class Ledger(LedgerReads):
             previous = None if (job is None or created) else job["state"]
             state = self._apply(job, created, event, now) if job is not None else None
             event_id = self._insert_event(
-                event, now, source, verified, auth, job and job["id"], state, key,
+                event,
+                now,
+                source,
+                verified,
+                auth,
+                job and job["id"],
+                state,
+                key,
                 replay_of=replay_of,
             )
         return RecordResult(event_id, job and job["id"], state, previous, None, created)
@@ -228,7 +242,9 @@ class Ledger(LedgerReads):
         """Advance `job` by `event` and write it; return the job's state afterwards."""
         old = job["state"]
         at = event.occurred_at or now
-        incoming = event.state if event.state is not None else (states.PROCESSING if created else None)
+        incoming = (
+            event.state if event.state is not None else (states.PROCESSING if created else None)
+        )
         new = states.advance(old, incoming, newer=at >= (job["last_event_at"] or ""))
         progress = old is not None and old not in states.FINAL and incoming == old
         if not (created or new != old or progress):
@@ -256,9 +272,16 @@ class Ledger(LedgerReads):
                 " preprocess = ?, finished_at = ?, last_event_at = ?, updated_at = ?,"
                 " provider_job_id = ? WHERE id = ?",
                 (
-                    new, job["outputs"], job["error_code"], job["error_message"],
-                    job["preprocess"], job["finished_at"], job["last_event_at"], now,
-                    job["provider_job_id"], job["id"],
+                    new,
+                    job["outputs"],
+                    job["error_code"],
+                    job["error_message"],
+                    job["preprocess"],
+                    job["finished_at"],
+                    job["last_event_at"],
+                    now,
+                    job["provider_job_id"],
+                    job["id"],
                 ),
             )
         self._count(job, old, new)
@@ -284,11 +307,24 @@ class Ledger(LedgerReads):
         now = utcnow()
         body = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
         job = {
-            "id": new_id(), "provider": provider, "service": service, "kind": kind,
-            "provider_job_id": None, "media_id": media_id or None, "state": states.SUBMITTING,
-            "preprocess": None, "error_code": None, "error_message": None, "outputs": "[]",
-            "origin": "submitted", "operation": operation, "params": body,
-            "submitted_at": now, "updated_at": now, "finished_at": None, "last_event_at": None,
+            "id": new_id(),
+            "provider": provider,
+            "service": service,
+            "kind": kind,
+            "provider_job_id": None,
+            "media_id": media_id or None,
+            "state": states.SUBMITTING,
+            "preprocess": None,
+            "error_code": None,
+            "error_message": None,
+            "outputs": "[]",
+            "origin": "submitted",
+            "operation": operation,
+            "params": body,
+            "submitted_at": now,
+            "updated_at": now,
+            "finished_at": None,
+            "last_event_at": None,
         }
         with write_transaction(self.db):
             self._insert_job(job)
@@ -337,9 +373,16 @@ class Ledger(LedgerReads):
                 " error_message = ?, finished_at = ?, updated_at = ?, outputs = ?,"
                 " preprocess = ?, last_event_at = ? WHERE id = ?",
                 (
-                    new, job["provider_job_id"], job["error_code"], job["error_message"],
-                    job["finished_at"], now, job["outputs"], job["preprocess"],
-                    job["last_event_at"], job_id,
+                    new,
+                    job["provider_job_id"],
+                    job["error_code"],
+                    job["error_message"],
+                    job["finished_at"],
+                    now,
+                    job["outputs"],
+                    job["preprocess"],
+                    job["last_event_at"],
+                    job_id,
                 ),
             )
             self._count(job, old, new)
@@ -349,7 +392,9 @@ class Ledger(LedgerReads):
 
     def _merge(self, early: dict, into: dict) -> None:
         """Fold a job created by an early notice into the submitted job it belongs to."""
-        self.conn.execute("UPDATE events SET job_id = ? WHERE job_id = ?", (into["id"], early["id"]))
+        self.conn.execute(
+            "UPDATE events SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
+        )
         self.conn.execute("DELETE FROM jobs WHERE id = ?", (early["id"],))
         self._count(early, early["state"], None)
         merged = states.advance(into["state"], early["state"])
@@ -357,7 +402,9 @@ class Ledger(LedgerReads):
             for field in ("outputs", "error_code", "error_message", "finished_at"):
                 into[field] = early[field]
         into["preprocess"] = early["preprocess"] or into["preprocess"]
-        into["last_event_at"] = max(early["last_event_at"] or "", into["last_event_at"] or "") or None
+        into["last_event_at"] = (
+            max(early["last_event_at"] or "", into["last_event_at"] or "") or None
+        )
         self._count(into, into["state"], merged)
         into["state"] = merged
 
@@ -382,8 +429,15 @@ class Ledger(LedgerReads):
             "INSERT INTO quarantine (received_at, provider, service, source, reason, body, meta,"
             " verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                utcnow(), provider, service, source, reason, body,
-                json.dumps(dict(meta or {}), ensure_ascii=False), int(verified), auth,
+                utcnow(),
+                provider,
+                service,
+                source,
+                reason,
+                body,
+                json.dumps(dict(meta or {}), ensure_ascii=False),
+                int(verified),
+                auth,
             ),
         )
         self.conn.commit()
@@ -416,16 +470,37 @@ class Ledger(LedgerReads):
         )
 
     def _insert_event(
-        self, event, now, source, verified, auth, job_id, state, key, *,
-        duplicate_of=None, replay_of=None,
+        self,
+        event,
+        now,
+        source,
+        verified,
+        auth,
+        job_id,
+        state,
+        key,
+        *,
+        duplicate_of=None,
+        replay_of=None,
     ) -> int:
         return self.conn.execute(
             "INSERT INTO events (job_id, provider, service, source, event_type, dedup_key,"
             " verified, auth, duplicate_of, replay_of, state_after, received_at, occurred_at,"
             " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                job_id, event.provider, event.service, source, event.event_type, key,
-                int(verified), auth, duplicate_of, replay_of, state, now, event.occurred_at,
+                job_id,
+                event.provider,
+                event.service,
+                source,
+                event.event_type,
+                key,
+                int(verified),
+                auth,
+                duplicate_of,
+                replay_of,
+                state,
+                now,
+                event.occurred_at,
                 event.payload,
             ),
         ).lastrowid

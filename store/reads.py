@@ -21,6 +21,7 @@ EVENT_COLUMNS = (
 _EVENT_FIELDS = EVENT_COLUMNS.split(", ")
 FILTERS = ("state", "provider", "service", "kind")
 MAX_LIMIT = 500
+_ID_CHARS = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # Crockford base32, as ids.new_id()
 
 
 class BadQuery(ValueError):
@@ -72,7 +73,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
         raise BadQuery("cursor is not one this server made") from e
-    if len(value) != 26 or not value.isalnum():
+    if len(value) != 26 or not set(value) <= _ID_CHARS:
         raise BadQuery("cursor is not one this server made")
     return value
 
@@ -87,7 +88,9 @@ class LedgerReads:
 
         :param with_events: also return its events, oldest first, under `events`
         """
-        row = self.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
         if row is None:
             return None
         job = public_job(job_from_row(row))
@@ -170,13 +173,17 @@ class LedgerReads:
         for provider, service, kind, state, n in rows:
             out["total"] += n
             for key, value in (
-                ("by_state", state), ("by_provider", provider),
-                ("by_service", service), ("by_kind", kind),
+                ("by_state", state),
+                ("by_provider", provider),
+                ("by_service", service),
+                ("by_kind", kind),
             ):
                 out[key][value] = out[key].get(value, 0) + n
         return out
 
-    def quarantined(self, ids: Iterable[int] | None = None, *, pending_only: bool = True) -> list[dict]:
+    def quarantined(
+        self, ids: Iterable[int] | None = None, *, pending_only: bool = True
+    ) -> list[dict]:
         """Return quarantined bodies (not yet replayed, unless `pending_only` is False)."""
         sql = (
             "SELECT id, received_at, provider, service, source, reason, body, meta, verified,"
@@ -192,7 +199,20 @@ class LedgerReads:
         if where:
             sql += " WHERE " + " AND ".join(where)
         fields = (
-            "id", "received_at", "provider", "service", "source", "reason", "body", "meta",
-            "verified", "auth", "replayed_at", "replay_event_id",
+            "id",
+            "received_at",
+            "provider",
+            "service",
+            "source",
+            "reason",
+            "body",
+            "meta",
+            "verified",
+            "auth",
+            "replayed_at",
+            "replay_event_id",
         )
-        return [dict(zip(fields, row, strict=True)) for row in self.conn.execute(sql + " ORDER BY id", params)]
+        return [
+            dict(zip(fields, row, strict=True))
+            for row in self.conn.execute(sql + " ORDER BY id", params)
+        ]

@@ -46,8 +46,11 @@ def vod_headers(url: str = CALLBACK_URL, key: str = AUTH_KEYS[0], ts: int | None
     """Sign like VOD: md5 of `<callback URL>|<X-VOD-TIMESTAMP>|<key>`, lower-case hex."""
     ts = int(time.time()) if ts is None else ts
     signature = hashlib.md5(f"{url}|{ts}|{key}".encode()).hexdigest()
-    return {"X-VOD-TIMESTAMP": str(ts), "X-VOD-SIGNATURE": signature,
-            "Content-Type": "application/json"}
+    return {
+        "X-VOD-TIMESTAMP": str(ts),
+        "X-VOD-SIGNATURE": signature,
+        "Content-Type": "application/json",
+    }
 
 
 def tencent_signed(doc: dict, key: str = SIGN_KEY, expiry: int | None = None) -> bytes:
@@ -139,13 +142,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
-         timeout: float = 10) -> tuple[int, dict | str]:
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict | str]:
     """Make one HTTP request with urllib; return (status, JSON or text)."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw, kind = response.status, response.read(), response.headers.get_content_type()
+            status, raw, kind = (
+                response.status,
+                response.read(),
+                response.headers.get_content_type(),
+            )
     except urllib.error.HTTPError as e:
         status, raw, kind = e.code, e.read(), e.headers.get_content_type()
         e.close()
@@ -160,19 +172,26 @@ def gunicorn_server(settings, tmp_path):
     def start(workers: int = 2, **env_overrides) -> str:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-        env.update({
-            "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers),
-            "RECEIVER_DATABASE": settings["DATABASE"],
-            "RECEIVER_ALIYUN_VOD_CALLBACK_URL": CALLBACK_URL,
-            "RECEIVER_ALIYUN_VOD_AUTH_KEYS": ",".join(AUTH_KEYS),
-            "RECEIVER_TENCENT_VOD_SIGN_KEY": SIGN_KEY,
-            "RECEIVER_OPS_TOKEN": OPS_TOKEN,
-            **env_overrides,
-        })
+        env.update(
+            {
+                "PORT": str(port),
+                "HOST": "127.0.0.1",
+                "WEB_CONCURRENCY": str(workers),
+                "RECEIVER_DATABASE": settings["DATABASE"],
+                "RECEIVER_ALIYUN_VOD_CALLBACK_URL": CALLBACK_URL,
+                "RECEIVER_ALIYUN_VOD_AUTH_KEYS": ",".join(AUTH_KEYS),
+                "RECEIVER_TENCENT_VOD_SIGN_KEY": SIGN_KEY,
+                "RECEIVER_OPS_TOKEN": OPS_TOKEN,
+                **env_overrides,
+            }
+        )
         log = open(tmp_path / f"gunicorn-{port}.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         procs.append((proc, log))
         base = f"http://127.0.0.1:{port}"

@@ -12,8 +12,10 @@ from tests.conftest import fixture_bytes, fixture_json
 
 @pytest.mark.parametrize(
     ("name", "function", "user_data"),
-    [("aliyun_mps-IProduction-VideoH2V.json", "VideoH2V", None),
-     ("aliyun_mps-IProduction-AudioMixing.json", "AudioMixing", "test")],
+    [
+        ("aliyun_mps-IProduction-VideoH2V.json", "VideoH2V", None),
+        ("aliyun_mps-IProduction-AudioMixing.json", "AudioMixing", "test"),
+    ],
 )
 def test_iproduction_samples(name, function, user_data):
     event = aliyun_mps.parse(fixture_bytes(name))
@@ -33,7 +35,10 @@ def test_iproduction_failure():
     doc.update(State="Fail", Code="InvalidParameter.JobParams", Message="JobParams is invalid")
     event = aliyun_mps.parse(json.dumps(doc))
     assert (event.state, event.error_code, event.error_message) == (
-        "failed", "InvalidParameter.JobParams", "JobParams is invalid")
+        "failed",
+        "InvalidParameter.JobParams",
+        "JobParams is invalid",
+    )
 
 
 def test_text_to_speech_lower_case_shape():
@@ -45,17 +50,28 @@ def test_text_to_speech_lower_case_shape():
 def test_general_mps_notice():
     event = aliyun_mps.parse(fixture_bytes("aliyun_mps-Transcode-notice.json"))
     assert (event.kind, event.state, event.provider_job_id) == (
-        "transcode", "succeeded", "0ceb045cd8df4db49f1c5bd4ace5****")
+        "transcode",
+        "succeeded",
+        "0ceb045cd8df4db49f1c5bd4ace5****",
+    )
     doc = fixture_json("aliyun_mps-Transcode-notice.json")
     doc.update(state="Fail", State="Fail", code="InvalidInput", msg="no such file")
     failed = aliyun_mps.parse(json.dumps(doc))
     assert (failed.state, failed.error_code, failed.error_message) == (
-        "failed", "InvalidInput", "no such file")
+        "failed",
+        "InvalidInput",
+        "no such file",
+    )
 
 
-@pytest.mark.parametrize("name", ["aliyun_mps-IProduction-VideoH2V.json",
-                                  "aliyun_vod-TranscodeComplete.json",
-                                  "aliyun_mps-TextToSpeech.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "aliyun_mps-IProduction-VideoH2V.json",
+        "aliyun_vod-TranscodeComplete.json",
+        "aliyun_mps-TextToSpeech.json",
+    ],
+)
 @pytest.mark.parametrize("encoding", ["raw", "base64"])
 def test_queue_messages_route_on_content(name, encoding):
     raw = fixture_bytes(name).decode()
@@ -66,9 +82,17 @@ def test_queue_messages_route_on_content(name, encoding):
     assert event.dedup_key == queue.parse(raw).dedup_key  # same event however encoded
 
 
-@pytest.mark.parametrize("body", ["", "not base64 or json!", base64.b64encode(b"[1]").decode(),
-                                  base64.b64encode(b"\xff\xfe").decode(), '{"hello": 1}',
-                                  json.dumps({"Type": "IProduction"})])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "not base64 or json!",
+        base64.b64encode(b"[1]").decode(),
+        base64.b64encode(b"\xff\xfe").decode(),
+        '{"hello": 1}',
+        json.dumps({"Type": "IProduction"}),
+    ],
+)
 def test_poison_queue_messages(body):
     with pytest.raises(InvalidPayload):
         queue.parse(body)

@@ -18,13 +18,19 @@ def parse_doc(doc: dict):
 
 # -- signature --------------------------------------------------------------------------
 
+
 def test_documented_signature_vector():
     # reference/aliyun.md §2: md5sum(https://www.example.com/your/callback|1519375990|test123)
     assert aliyun_vod.sign("https://www.example.com/your/callback", 1519375990, "test123") == (
-        "c72b60894140fa98920f1279219b7ed4")
-    headers = {"X-VOD-TIMESTAMP": "1519375990", "X-VOD-SIGNATURE": "c72b60894140fa98920f1279219b7ed4"}
-    aliyun_vod.verify(b"{}", headers, ("https://www.example.com/your/callback", ["test123"]),
-                      now=1519375990 + 299)
+        "c72b60894140fa98920f1279219b7ed4"
+    )
+    headers = {
+        "X-VOD-TIMESTAMP": "1519375990",
+        "X-VOD-SIGNATURE": "c72b60894140fa98920f1279219b7ed4",
+    }
+    aliyun_vod.verify(
+        b"{}", headers, ("https://www.example.com/your/callback", ["test123"]), now=1519375990 + 299
+    )
 
 
 @pytest.mark.parametrize("key", AUTH_KEYS)
@@ -55,9 +61,21 @@ def _broken(what: str) -> dict:
     }[what]
 
 
-@pytest.mark.parametrize("what", ["forged", "wrong key", "retired key", "other URL", "stale",
-                                  "future", "no timestamp", "no signature",
-                                  "timestamp not digits", "milliseconds"])
+@pytest.mark.parametrize(
+    "what",
+    [
+        "forged",
+        "wrong key",
+        "retired key",
+        "other URL",
+        "stale",
+        "future",
+        "no timestamp",
+        "no signature",
+        "timestamp not digits",
+        "milliseconds",
+    ],
+)
 def test_broken_signatures_are_rejected(what):
     with pytest.raises(InvalidSignature):
         aliyun_vod.verify(b"{}", _broken(what), SECRET)
@@ -70,6 +88,7 @@ def test_window_edges():
 
 
 # -- documented samples, exactly as published -------------------------------------------
+
 
 def test_transcode_complete_sample():
     event = aliyun_vod.parse(fixture_bytes("aliyun_vod-TranscodeComplete.json"))
@@ -122,13 +141,21 @@ def test_dynamic_image_failure():
     doc.update(Status="fail", ErrorCode="InvalidParameter", ErrorMessage="bad template")
     event = parse_doc(doc)
     assert (event.state, event.error_code, event.error_message) == (
-        "failed", "InvalidParameter", "bad template")
+        "failed",
+        "InvalidParameter",
+        "bad template",
+    )
     assert event.outputs == ()
 
 
-@pytest.mark.parametrize("name", ["aliyun_vod-FileUploadComplete-2021.json",
-                                  "aliyun_vod-FileUploadComplete.json",
-                                  "aliyun_vod-FileUploadComplete-real.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "aliyun_vod-FileUploadComplete-2021.json",
+        "aliyun_vod-FileUploadComplete.json",
+        "aliyun_vod-FileUploadComplete-real.json",
+    ],
+)
 def test_file_upload_samples(name):
     event = aliyun_vod.parse(fixture_bytes(name))
     assert (event.kind, event.state) == ("upload", "succeeded")
@@ -140,7 +167,10 @@ def test_snapshot_sample_without_video_id():
     assert event.media_id is None and event.provider_job_id == "ee16d4bbf3f7*****e094bcb8cf8ddde"
     assert event.kind == "snapshot" and event.state == "succeeded"
     assert [o.get("type") or o["SnapshotType"] for o in event.outputs] == [
-        "cover", "CoverSnapshot", "SpriteSnapshot"]
+        "cover",
+        "CoverSnapshot",
+        "SpriteSnapshot",
+    ]
 
 
 def test_image_upload_sample_with_colon_milliseconds():
@@ -150,6 +180,7 @@ def test_image_upload_sample_with_colon_milliseconds():
 
 
 # -- variants built from the documented fields ------------------------------------------
+
 
 def _transcode(**changes) -> dict:
     doc = fixture_json("aliyun_vod-TranscodeComplete.json")
@@ -161,7 +192,11 @@ def test_top_level_success_with_a_failed_stream_is_partial():
     doc = _transcode()
     doc["StreamInfos"][1].update(Status="fail", ErrorCode="TranscodeFail", ErrorMessage="codec")
     event = parse_doc(doc)
-    assert (event.state, event.error_code, event.error_message) == ("partial", "TranscodeFail", "codec")
+    assert (event.state, event.error_code, event.error_message) == (
+        "partial",
+        "TranscodeFail",
+        "codec",
+    )
 
 
 def test_every_stream_failed_is_failed():
@@ -173,9 +208,16 @@ def test_every_stream_failed_is_failed():
 
 
 def test_failure_without_stream_infos():
-    event = parse_doc({"EventType": "TranscodeComplete", "VideoId": "v1", "Status": "fail",
-                       "ErrorCode": "InternalError", "ErrorMessage": "x",
-                       "EventTime": "2026-01-01T00:00:00Z"})
+    event = parse_doc(
+        {
+            "EventType": "TranscodeComplete",
+            "VideoId": "v1",
+            "Status": "fail",
+            "ErrorCode": "InternalError",
+            "ErrorMessage": "x",
+            "EventTime": "2026-01-01T00:00:00Z",
+        }
+    )
     assert event.state == "failed" and event.outputs == ()
 
 
@@ -204,13 +246,24 @@ def test_unknown_event_types_are_kept_but_tied_to_no_job():
     assert event.kind is None and event.event_type == "AIMediaDNAComplete"
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b"42", b'{"VideoId": "v"}',
-                                  b'{"EventType": ""}', b'{"EventType": 7}',
-                                  b'{"EventType": "TranscodeComplete", "Status": "success"}',
-                                  b'{"EventType": "TranscodeComplete", "VideoId": "v"}',
-                                  b'{"EventType": "TranscodeComplete", "VideoId": "v", '
-                                  b'"Status": "success", "StreamInfos": {}}',
-                                  b"\xff\xfe{}", b"[" * 100000])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b"42",
+        b'{"VideoId": "v"}',
+        b'{"EventType": ""}',
+        b'{"EventType": 7}',
+        b'{"EventType": "TranscodeComplete", "Status": "success"}',
+        b'{"EventType": "TranscodeComplete", "VideoId": "v"}',
+        b'{"EventType": "TranscodeComplete", "VideoId": "v", '
+        b'"Status": "success", "StreamInfos": {}}',
+        b"\xff\xfe{}",
+        b"[" * 100000,
+    ],
+)
 def test_bad_bodies_raise_invalid_payload(body):
     with pytest.raises(InvalidPayload):
         aliyun_vod.parse(body)
@@ -218,12 +271,17 @@ def test_bad_bodies_raise_invalid_payload(body):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("2017-03-20T07:49:17Z", "2017-03-20T07:49:17.000Z"),
-     ("2024-04-10T01:37:14:627Z", "2024-04-10T01:37:14.627Z"),
-     ("2024-04-10T01:37:14.5Z", "2024-04-10T01:37:14.500Z"),
-     ("2024-04-10 09:37:14+08:00", "2024-04-10T01:37:14.000Z"),
-     (1519375990, "2018-02-23T08:53:10.000Z"),
-     ("yesterday", None), ("2024-13-40T00:00:00Z", None), (None, None), (True, None)],
+    [
+        ("2017-03-20T07:49:17Z", "2017-03-20T07:49:17.000Z"),
+        ("2024-04-10T01:37:14:627Z", "2024-04-10T01:37:14.627Z"),
+        ("2024-04-10T01:37:14.5Z", "2024-04-10T01:37:14.500Z"),
+        ("2024-04-10 09:37:14+08:00", "2024-04-10T01:37:14.000Z"),
+        (1519375990, "2018-02-23T08:53:10.000Z"),
+        ("yesterday", None),
+        ("2024-13-40T00:00:00Z", None),
+        (None, None),
+        (True, None),
+    ],
 )
 def test_parse_time(raw, expected):
     assert parse_time(raw) == expected

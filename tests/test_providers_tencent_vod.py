@@ -18,6 +18,7 @@ def parse_doc(doc: dict):
 
 # -- documented samples -----------------------------------------------------------------
 
+
 def test_v3_procedure_state_changed_sample():
     event = tencent_vod.parse(fixture_bytes("tencent_vod-v3-ProcedureStateChanged.json"))
     assert (event.provider, event.service, event.kind) == ("tencent", "vod", "procedure")
@@ -47,8 +48,11 @@ def test_v2_procedure_state_changed_sample_is_processing():
     assert event.state == "processing" and event.provider_job_id == "125676836723-xxx-25f5aac63"
     assert event.media_id == "14508071098244959037"
     statuses = [(o["type"], o["status"]) for o in event.outputs]
-    assert statuses == [("Transcode", "PROCESSING"), ("Transcode", "SUCCESS"),
-                        ("SampleSnapshot", "SUCCESS")]
+    assert statuses == [
+        ("Transcode", "PROCESSING"),
+        ("Transcode", "SUCCESS"),
+        ("SampleSnapshot", "SUCCESS"),
+    ]
     assert event.outputs[1]["url"].endswith("f20.mp4")
 
 
@@ -56,7 +60,9 @@ def _v2_finished(*statuses, err_code=0) -> dict:
     doc = fixture_json("tencent_vod-v2-ProcedureStateChanged.json")
     data = doc["data"]
     data.update(status="FINISH", errCode=err_code)
-    extra = "\n".join(fixture_bytes("tencent_vod-v2-processTaskList-extra.txt").decode().splitlines())
+    extra = "\n".join(
+        fixture_bytes("tencent_vod-v2-processTaskList-extra.txt").decode().splitlines()
+    )
     data["processTaskList"] += json.loads(f"[{extra}]")  # the archived sample's elements
     data["contentReviewList"] = []
     for task, status in zip(data["processTaskList"], statuses, strict=False):
@@ -75,7 +81,11 @@ def test_v2_finish_all_success():
 
 def test_v2_finish_with_a_failed_subtask_is_partial():
     event = parse_doc(_v2_finished("SUCCESS", "FAIL", "SUCCESS", "SUCCESS", "SUCCESS"))
-    assert (event.state, event.error_code, event.error_message) == ("partial", "30010", "system error")
+    assert (event.state, event.error_code, event.error_message) == (
+        "partial",
+        "30010",
+        "system error",
+    )
 
 
 def test_v2_finish_with_every_subtask_failed_is_failed():
@@ -88,25 +98,44 @@ def test_v2_finish_with_an_error_code_is_failed():
     doc["data"]["message"] = "file does not exist"
     event = parse_doc(doc)
     assert (event.state, event.error_code, event.error_message) == (
-        "failed", "10008", "file does not exist")
+        "failed",
+        "10008",
+        "file does not exist",
+    )
 
 
 def test_v3_finish_with_a_failed_subtask():
     doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
     cover = doc["ProcedureStateChangeEvent"]["MediaProcessResultSet"][1]["CoverBySnapshotTask"]
-    cover.update(Status="FAIL", ErrCode=30010, ErrCodeExt="FailedOperation.Cover", Message="boom",
-                 Output=None)
+    cover.update(
+        Status="FAIL",
+        ErrCode=30010,
+        ErrCodeExt="FailedOperation.Cover",
+        Message="boom",
+        Output=None,
+    )
     event = parse_doc(doc)
     assert (event.state, event.error_code, event.error_message) == (
-        "partial", "FailedOperation.Cover", "boom")
+        "partial",
+        "FailedOperation.Cover",
+        "boom",
+    )
     assert event.outputs[1]["error_code"] == "FailedOperation.Cover"
 
 
 def test_v3_failed_ai_review_counts_too():
     doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
     doc["ProcedureStateChangeEvent"]["AiContentReviewResultSet"] = [
-        {"Type": "Porn", "PornTask": {"Status": "FAIL", "ErrCodeExt": "", "ErrCode": 70000,
-                                      "Message": "review failed"}}]
+        {
+            "Type": "Porn",
+            "PornTask": {
+                "Status": "FAIL",
+                "ErrCodeExt": "",
+                "ErrCode": 70000,
+                "Message": "review failed",
+            },
+        }
+    ]
     assert parse_doc(doc).state == "partial"
 
 
@@ -125,33 +154,60 @@ def test_v3_explicit_nulls_are_tolerated():
     task["AiAnalysisResultSet"] = None
     # the tccli sample's SampleSnapshot element, with explicit nulls for the other tasks
     task["MediaProcessResultSet"].append(
-        json.loads(fixture_bytes("tencent_vod-v3-SampleSnapshot-element.txt")))
+        json.loads(fixture_bytes("tencent_vod-v3-SampleSnapshot-element.txt"))
+    )
     event = parse_doc(doc)
     assert event.state == "succeeded" and event.outputs[2]["ImageUrlSet"][0].endswith(".jpg")
 
 
 def test_hybrid_envelope_from_the_pull_complete_page():
-    doc = {"version": "4.0", "eventType": "ProcedureStateChanged",
-           "data": {"TaskId": "t-1", "status": "FINISH", "errCode": 0, "fileId": "f"}}
+    doc = {
+        "version": "4.0",
+        "eventType": "ProcedureStateChanged",
+        "data": {"TaskId": "t-1", "status": "FINISH", "errCode": 0, "fileId": "f"},
+    }
     event = parse_doc(doc)
     assert event.provider_job_id == "t-1" and event.state == "succeeded"
 
 
 @pytest.mark.parametrize(
     ("name", "kind", "state", "job_id"),
-    [("tencent_vod-v2-NewFileUpload.json", "upload", "succeeded", None),
-     ("tencent_vod-v2-NewFileUpload-real.json", "upload", "succeeded", None),
-     ("tencent_vod-v2-PullComplete.json", "pull", "succeeded", "Pull-f5ac8127b3b6b85cdc13f237c6005d8"),
-     ("tencent_vod-v2-TranscodeComplete.json", "transcode", "succeeded",
-      "Transcode-1edb7eb88a599d05abe451cfc541cfbd"),
-     ("tencent_vod-v2-CreateSnapshotByTimeOffsetComplete.json", "snapshot", "succeeded",
-      "CreateSnapshotByTimeOffset-1edb7eb88a599d05abe451cfc541cfbd"),
-     ("tencent_vod-v2-CreateImageSpriteComplete.json", "image_sprite", "succeeded",
-      "CreateImageSprite-1edb7eb88a599d05abe451cfc541cfbd"),
-     ("tencent_vod-v2-ClipComplete.json", "clip", "succeeded", "clipVideo-0a78cf44c4285026a4c"),
-     ("tencent_vod-v2-ConcatComplete.json", "concat", "succeeded",
-      "concat-1edb7eb88a599d05abe451cfc541cfbd"),
-     ("tencent_vod-v2-FileDeleted.json", None, None, None)],
+    [
+        ("tencent_vod-v2-NewFileUpload.json", "upload", "succeeded", None),
+        ("tencent_vod-v2-NewFileUpload-real.json", "upload", "succeeded", None),
+        (
+            "tencent_vod-v2-PullComplete.json",
+            "pull",
+            "succeeded",
+            "Pull-f5ac8127b3b6b85cdc13f237c6005d8",
+        ),
+        (
+            "tencent_vod-v2-TranscodeComplete.json",
+            "transcode",
+            "succeeded",
+            "Transcode-1edb7eb88a599d05abe451cfc541cfbd",
+        ),
+        (
+            "tencent_vod-v2-CreateSnapshotByTimeOffsetComplete.json",
+            "snapshot",
+            "succeeded",
+            "CreateSnapshotByTimeOffset-1edb7eb88a599d05abe451cfc541cfbd",
+        ),
+        (
+            "tencent_vod-v2-CreateImageSpriteComplete.json",
+            "image_sprite",
+            "succeeded",
+            "CreateImageSprite-1edb7eb88a599d05abe451cfc541cfbd",
+        ),
+        ("tencent_vod-v2-ClipComplete.json", "clip", "succeeded", "clipVideo-0a78cf44c4285026a4c"),
+        (
+            "tencent_vod-v2-ConcatComplete.json",
+            "concat",
+            "succeeded",
+            "concat-1edb7eb88a599d05abe451cfc541cfbd",
+        ),
+        ("tencent_vod-v2-FileDeleted.json", None, None, None),
+    ],
 )
 def test_other_v2_samples(name, kind, state, job_id):
     event = tencent_vod.parse(fixture_bytes(name))
@@ -162,7 +218,11 @@ def test_v2_integer_status_failure():
     doc = fixture_json("tencent_vod-v2-PullComplete.json")
     doc["data"].update(status=10008, message="file not found")
     event = parse_doc(doc)
-    assert (event.state, event.error_code, event.error_message) == ("failed", "10008", "file not found")
+    assert (event.state, event.error_code, event.error_message) == (
+        "failed",
+        "10008",
+        "file not found",
+    )
 
 
 def test_v2_version_as_a_number():
@@ -171,10 +231,18 @@ def test_v2_version_as_a_number():
     assert parse_doc(doc).kind == "pull"
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b"[]", b'{"version":"4.0","eventType":"X"}',
-                                  b'{"EventType":"ProcedureStateChanged"}',
-                                  b'{"EventType":"ProcedureStateChanged","ProcedureStateChangeEvent":{}}',
-                                  b'{"eventType":"ProcedureStateChanged","data":{"status":"FINISH"}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{}",
+        b"[]",
+        b'{"version":"4.0","eventType":"X"}',
+        b'{"EventType":"ProcedureStateChanged"}',
+        b'{"EventType":"ProcedureStateChanged","ProcedureStateChangeEvent":{}}',
+        b'{"eventType":"ProcedureStateChanged","data":{"status":"FINISH"}}',
+    ],
+)
 def test_bad_bodies_raise_invalid_payload(body):
     with pytest.raises(InvalidPayload):
         tencent_vod.parse(body)
@@ -189,6 +257,7 @@ def test_dedup_key_ignores_sign_and_t():
 
 # -- Sign / T ---------------------------------------------------------------------------
 
+
 def test_valid_signature():
     body = tencent_signed(fixture_json("tencent_vod-v3-ProcedureStateChanged.json"))
     assert tencent_vod.has_signature(body, {})
@@ -201,8 +270,9 @@ def test_lower_case_sign_and_t_are_accepted():
     tencent_vod.verify(body.encode(), {}, SIGN_KEY)
 
 
-@pytest.mark.parametrize("what", ["wrong key", "expired", "far future", "no T", "T not a number",
-                                  "tampered Sign"])
+@pytest.mark.parametrize(
+    "what", ["wrong key", "expired", "far future", "no T", "T not a number", "tampered Sign"]
+)
 def test_broken_signatures_are_rejected(what):
     doc = {"EventType": "ProcedureStateChanged"}
     now = int(time.time())

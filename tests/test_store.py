@@ -13,9 +13,17 @@ from tests.conftest import fixture_bytes, fixture_json
 
 
 def vod_event(**overrides) -> Event:
-    fields = {"provider": "aliyun", "service": "vod", "event_type": "TranscodeComplete",
-              "payload": "{}", "dedup_key": b"k" * 16, "kind": "transcode",
-              "media_id": "video-1", "state": "succeeded", "occurred_at": "2026-11-20T10:00:00.000Z"}
+    fields = {
+        "provider": "aliyun",
+        "service": "vod",
+        "event_type": "TranscodeComplete",
+        "payload": "{}",
+        "dedup_key": b"k" * 16,
+        "kind": "transcode",
+        "media_id": "video-1",
+        "state": "succeeded",
+        "occurred_at": "2026-11-20T10:00:00.000Z",
+    }
     fields.update(overrides)
     return Event(**fields)
 
@@ -28,6 +36,7 @@ def counted(ledger) -> dict:
 
 
 # -- the state machine ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("current", "incoming", "expected"),
@@ -67,6 +76,7 @@ def test_provider_state_names_are_the_ledgers():
 
 # -- recording notices ------------------------------------------------------------------
 
+
 def test_migrate_is_idempotent(tmp_path):
     path = tmp_path / "ledger.db"
     assert migrate(path)[:2] == ["0001_enable_wal", "0002_jobs_events_quarantine"]
@@ -100,9 +110,16 @@ def test_key_order_and_spacing_do_not_defeat_deduplication(ledger):
 
 
 def test_out_of_order_finish_then_processing(ledger):
-    finish = vod_event(dedup_key=b"f" * 16, state="succeeded", occurred_at="2026-11-20T10:05:00.000Z")
-    older = vod_event(dedup_key=b"p" * 16, state="processing", occurred_at="2026-11-20T10:01:00.000Z",
-                      event_type="StreamTranscodeComplete", outputs=({"url": "http://x/ld.mp4"},))
+    finish = vod_event(
+        dedup_key=b"f" * 16, state="succeeded", occurred_at="2026-11-20T10:05:00.000Z"
+    )
+    older = vod_event(
+        dedup_key=b"p" * 16,
+        state="processing",
+        occurred_at="2026-11-20T10:01:00.000Z",
+        event_type="StreamTranscodeComplete",
+        outputs=({"url": "http://x/ld.mp4"},),
+    )
     done = ledger.record_event(finish, source="http", verified=True)
     late = ledger.record_event(older, source="http", verified=True)
     assert late.job_id == done.job_id  # the stale progress note joins the finished job
@@ -117,8 +134,11 @@ def test_progress_then_finish_on_one_job(ledger):
     assert first.state == "processing" and first.created_job
     job = ledger.get_job(first.job_id)
     assert job["origin"] == "external" and job["outputs"][0]["Definition"] == "LD"
-    done = vod_event(media_id=stream.media_id, occurred_at="2026-11-21T00:00:00.000Z",
-                     outputs=({"url": "a"}, {"url": "b"}))
+    done = vod_event(
+        media_id=stream.media_id,
+        occurred_at="2026-11-21T00:00:00.000Z",
+        outputs=({"url": "a"}, {"url": "b"}),
+    )
     second = ledger.record_event(done, source="http", verified=True)
     assert second.job_id == first.job_id and second.state == "succeeded"
     job = ledger.get_job(first.job_id)
@@ -134,9 +154,14 @@ def test_a_new_transcode_of_a_finished_video_is_a_new_job(ledger):
 
 
 def test_preprocess_notice_completes_the_open_preprocess_job(ledger):
-    job = ledger.begin_submission(provider="aliyun", service="vod", kind="preprocess",
-                                  operation="aliyun.vod.SubmitPreprocessJobs",
-                                  params={"VideoId": "video-1"}, media_id="video-1")
+    job = ledger.begin_submission(
+        provider="aliyun",
+        service="vod",
+        kind="preprocess",
+        operation="aliyun.vod.SubmitPreprocessJobs",
+        params={"VideoId": "video-1"},
+        media_id="video-1",
+    )
     ledger.finish_submission(job["id"], state="submitted", provider_job_id="pre-job-1")
     plain = ledger.record_event(vod_event(dedup_key=b"t" * 16), source="http", verified=True)
     assert plain.job_id != job["id"]  # a normal transcode is another job
@@ -147,8 +172,13 @@ def test_preprocess_notice_completes_the_open_preprocess_job(ledger):
 
 
 def test_unknown_events_are_stored_without_a_job(ledger):
-    event = Event(provider="aliyun", service="vod", event_type="AIMediaDNAComplete",
-                  payload='{"EventType":"AIMediaDNAComplete"}', dedup_key=b"u" * 16)
+    event = Event(
+        provider="aliyun",
+        service="vod",
+        event_type="AIMediaDNAComplete",
+        payload='{"EventType":"AIMediaDNAComplete"}',
+        dedup_key=b"u" * 16,
+    )
     result = ledger.record_event(event, source="http", verified=True)
     assert result.job_id is None and result.state is None
     assert ledger.get_event(result.event_id)["payload"] == '{"EventType":"AIMediaDNAComplete"}'
@@ -156,13 +186,22 @@ def test_unknown_events_are_stored_without_a_job(ledger):
 
 # -- submissions and early notices ------------------------------------------------------
 
+
 def test_notice_before_the_job_id_is_recorded_lands_on_the_submitted_job(ledger):
-    job = ledger.begin_submission(provider="aliyun", service="vod", kind="dynamic_image",
-                                  operation="aliyun.vod.SubmitDynamicImageJob",
-                                  params={"VideoId": "v9", "DynamicImageTemplateId": "t"},
-                                  media_id="v9")
-    notice = vod_event(event_type="DynamicImageComplete", kind="dynamic_image", media_id="v9",
-                       provider_job_id="dyn-1")
+    job = ledger.begin_submission(
+        provider="aliyun",
+        service="vod",
+        kind="dynamic_image",
+        operation="aliyun.vod.SubmitDynamicImageJob",
+        params={"VideoId": "v9", "DynamicImageTemplateId": "t"},
+        media_id="v9",
+    )
+    notice = vod_event(
+        event_type="DynamicImageComplete",
+        kind="dynamic_image",
+        media_id="v9",
+        provider_job_id="dyn-1",
+    )
     early = ledger.record_event(notice, source="http", verified=True)
     assert early.job_id == job["id"] and early.state == "succeeded"
     final = ledger.finish_submission(job["id"], state="submitted", provider_job_id="dyn-1")
@@ -171,12 +210,26 @@ def test_notice_before_the_job_id_is_recorded_lands_on_the_submitted_job(ledger)
 
 
 def test_notice_without_media_before_the_answer_is_merged_into_one_job(ledger):
-    job = ledger.begin_submission(provider="aliyun", service="mps", kind="iproduction",
-                                  operation="aliyun.mps.SubmitIProductionJob",
-                                  params={"FunctionName": "VideoH2V"}, media_id="oss://b/in.mp4")
-    notice = Event(provider="aliyun", service="mps", event_type="IProduction", payload="{}",
-                   dedup_key=b"i" * 16, kind="iproduction", provider_job_id="ip-1",
-                   state="failed", error_code="InvalidInput", error_message="bad input")
+    job = ledger.begin_submission(
+        provider="aliyun",
+        service="mps",
+        kind="iproduction",
+        operation="aliyun.mps.SubmitIProductionJob",
+        params={"FunctionName": "VideoH2V"},
+        media_id="oss://b/in.mp4",
+    )
+    notice = Event(
+        provider="aliyun",
+        service="mps",
+        event_type="IProduction",
+        payload="{}",
+        dedup_key=b"i" * 16,
+        kind="iproduction",
+        provider_job_id="ip-1",
+        state="failed",
+        error_code="InvalidInput",
+        error_message="bad input",
+    )
     early = ledger.record_event(notice, source="mns", verified=True)
     assert early.job_id != job["id"]  # nothing tied the notice to our job yet
     merged = ledger.finish_submission(job["id"], state="submitted", provider_job_id="ip-1")
@@ -187,13 +240,21 @@ def test_notice_without_media_before_the_answer_is_merged_into_one_job(ledger):
 
 
 def test_refused_submission_keeps_the_providers_error(ledger):
-    job = ledger.begin_submission(provider="aliyun", service="vod", kind="preprocess",
-                                  operation="aliyun.vod.SubmitPreprocessJobs",
-                                  params={"VideoId": "nope"}, media_id="nope")
+    job = ledger.begin_submission(
+        provider="aliyun",
+        service="vod",
+        kind="preprocess",
+        operation="aliyun.vod.SubmitPreprocessJobs",
+        params={"VideoId": "nope"},
+        media_id="nope",
+    )
     assert job["state"] == "submitting"
-    refused = ledger.finish_submission(job["id"], state="submit_failed",
-                                       error_code="InvalidVideo.NotFound",
-                                       error_message="The video does not exist.")
+    refused = ledger.finish_submission(
+        job["id"],
+        state="submit_failed",
+        error_code="InvalidVideo.NotFound",
+        error_message="The video does not exist.",
+    )
     assert (refused["state"], refused["error_code"]) == ("submit_failed", "InvalidVideo.NotFound")
     assert refused["finished_at"] is not None
 
@@ -221,6 +282,7 @@ def test_tencent_change_mode_events_accumulate_then_finish(ledger):
 
 # -- concurrency ------------------------------------------------------------------------
 
+
 def _deliver(path: str, body: bytes, rounds: int, queue) -> None:
     try:
         with open_ledger(path) as led:
@@ -240,8 +302,10 @@ def test_concurrent_delivery_from_several_processes(db_path):
     bodies = [fixture_bytes("aliyun_vod-TranscodeComplete.json"), json.dumps(stream).encode()]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_deliver, args=(str(db_path), bodies[i % 2], 25, queue))
-             for i in range(6)]
+    procs = [
+        ctx.Process(target=_deliver, args=(str(db_path), bodies[i % 2], 25, queue))
+        for i in range(6)
+    ]
     for p in procs:
         p.start()
     outcomes = [queue.get(timeout=60) for _ in procs]
@@ -250,7 +314,8 @@ def test_concurrent_delivery_from_several_processes(db_path):
     assert outcomes == ["ok"] * 6
     with open_ledger(db_path) as led:
         originals = led.conn.execute(
-            "SELECT COUNT(*) FROM events WHERE duplicate_of IS NULL").fetchone()[0]
+            "SELECT COUNT(*) FROM events WHERE duplicate_of IS NULL"
+        ).fetchone()[0]
         assert originals == 2
         assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 150
         jobs = led.conn.execute("SELECT media_id, state FROM jobs").fetchall()

@@ -24,5 +24,12 @@ def get_provider(name: str) -> ModuleType:
         raise UnknownProvider(name) from None
 
 
-__all__ = ["Event", "InvalidPayload", "InvalidSignature", "PROVIDERS", "HTTP_PROVIDERS",
-           "UnknownProvider", "get_provider"]
+__all__ = [
+    "Event",
+    "InvalidPayload",
+    "InvalidSignature",
+    "PROVIDERS",
+    "HTTP_PROVIDERS",
+    "UnknownProvider",
+    "get_provider",
+]

@@ -16,11 +16,21 @@ NAME = "aliyun_mps"
 PROVIDER, SERVICE = "aliyun", "mps"
 SIGNATURE_SETTINGS = ()  # MNS messages are authenticated by the queue's own credentials
 
-_STATES = {"success": states.SUCCEEDED, "fail": states.FAILED, "failed": states.FAILED,
-           "queuing": states.PROCESSING, "analysing": states.PROCESSING,
-           "analyzing": states.PROCESSING, "processing": states.PROCESSING}
-_GENERAL_KINDS = {"transcode": "transcode", "snapshot": "snapshot", "analysis": "analysis",
-                  "mediainfo": "media_info"}
+_STATES = {
+    "success": states.SUCCEEDED,
+    "fail": states.FAILED,
+    "failed": states.FAILED,
+    "queuing": states.PROCESSING,
+    "analysing": states.PROCESSING,
+    "analyzing": states.PROCESSING,
+    "processing": states.PROCESSING,
+}
+_GENERAL_KINDS = {
+    "transcode": "transcode",
+    "snapshot": "snapshot",
+    "analysis": "analysis",
+    "mediainfo": "media_info",
+}
 
 
 def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
@@ -47,8 +57,14 @@ def parse_doc(doc: dict, payload: str) -> Event:
         fields = _general(doc, kind)
     else:
         raise InvalidPayload("not an MPS job notice: no Type/type with a JobId")
-    return Event(provider=PROVIDER, service=SERVICE, event_type=kind, payload=payload,
-                 dedup_key=dedup_key(NAME, doc), **fields)
+    return Event(
+        provider=PROVIDER,
+        service=SERVICE,
+        event_type=kind,
+        payload=payload,
+        dedup_key=dedup_key(NAME, doc),
+        **fields,
+    )
 
 
 def state_of(value: Any) -> str | None:
@@ -103,5 +119,6 @@ def _general(doc: dict, kind: str) -> dict:
         "state": state,
         "error_code": (text(doc.get("Code")) or text(doc.get("code"))) if failed else None,
         "error_message": (text(doc.get("Message")) or text(doc.get("msg")) or text(doc.get("Msg")))
-        if failed else None,
+        if failed
+        else None,
     }

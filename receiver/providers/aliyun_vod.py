@@ -116,10 +116,15 @@ def _outcome(top: str | None, parts: list[dict]) -> str:
 
 def _error(doc: dict, parts: list[dict]) -> dict:
     """Return the provider's error: the event's own, or the first failed part's."""
-    source = doc if (doc.get("ErrorCode") or doc.get("ErrorMessage")) else next(
-        (p for p in parts if _status(p.get("Status")) == "fail"), {}
+    source = (
+        doc
+        if (doc.get("ErrorCode") or doc.get("ErrorMessage"))
+        else next((p for p in parts if _status(p.get("Status")) == "fail"), {})
     )
-    return {"error_code": text(source.get("ErrorCode")), "error_message": text(source.get("ErrorMessage"))}
+    return {
+        "error_code": text(source.get("ErrorCode")),
+        "error_message": text(source.get("ErrorMessage")),
+    }
 
 
 def _output(obj: dict, url_key: str) -> dict:
@@ -165,7 +170,9 @@ def _transcode_complete(doc: dict) -> dict:
 
 def _stream_transcode_complete(doc: dict) -> dict:
     """One definition finished: progress only, never completion (it comes first for LD)."""
-    stream = {k: v for k, v in doc.items() if k not in ("EventType", "EventTime", "VideoId", "Extend")}
+    stream = {
+        k: v for k, v in doc.items() if k not in ("EventType", "EventTime", "VideoId", "Extend")
+    }
     return {
         "kind": "preprocess" if truthy(doc.get("Preprocess")) else "transcode",
         "media_id": _video(doc),
@@ -199,7 +206,9 @@ def _dynamic_image_complete(doc: dict) -> dict:
 def _snapshot_complete(doc: dict) -> dict:
     """Snapshots (cover, sprite, SubmitSnapshotJob); the doc sample has no VideoId."""
     infos = _list_of_objects(doc, "SnapshotInfos")
-    job_id = text(doc.get("JobId")) or next((text(i.get("JobId")) for i in infos if i.get("JobId")), None)
+    job_id = text(doc.get("JobId")) or next(
+        (text(i.get("JobId")) for i in infos if i.get("JobId")), None
+    )
     video = _video(doc, required=False)
     outputs = [_output(i, "SnapshotRegular") for i in infos]
     if doc.get("CoverUrl"):
@@ -225,7 +234,9 @@ def _upload(id_key: str, url_key: str, job: bool = False):
             "media_id": media,
             "provider_job_id": text(doc.get("JobId")) if job else None,
             "state": states.SUCCEEDED if top == "success" else states.FAILED,
-            "outputs": ({"url": doc[url_key], "size": doc.get("Size")},) if doc.get(url_key) else (),
+            "outputs": ({"url": doc[url_key], "size": doc.get("Size")},)
+            if doc.get(url_key)
+            else (),
             **_error(doc, []),
         }
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-
 # The contract's state names a notice can report. The state machine itself lives in
 # store.states; providers stay free of the store so they test without a database.
 PROCESSING, SUCCEEDED, PARTIAL, FAILED = "processing", "succeeded", "partial", "failed"
@@ -100,8 +99,16 @@ def parse_time(value: Any) -> str | None:
             offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
             tzinfo = timezone(offset if tz[0] == "+" else -offset)
         try:
-            moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
-                              int((frac or "0").ljust(6, "0")), tzinfo=tzinfo).astimezone(UTC)
+            moment = datetime(
+                int(y),
+                int(mo),
+                int(d),
+                int(h),
+                int(mi),
+                int(s),
+                int((frac or "0").ljust(6, "0")),
+                tzinfo=tzinfo,
+            ).astimezone(UTC)
         except (ValueError, OverflowError):
             return None
     else:

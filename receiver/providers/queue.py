@@ -36,4 +36,6 @@ def parse(body: str) -> Event:
         return aliyun_mps.parse_doc(doc, body)
     if "EventType" in doc:
         return aliyun_vod.parse_doc(doc, body)
-    raise InvalidPayload("queue message is neither a VOD event (EventType) nor an MPS notice (Type)")
+    raise InvalidPayload(
+        "queue message is neither a VOD event (EventType) nor an MPS notice (Type)"
+    )

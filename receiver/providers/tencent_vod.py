@@ -101,8 +101,12 @@ def parse_doc(doc: dict, payload: str) -> Event:
 
 # -- task flows ---------------------------------------------------------------------------
 
-_V3_RESULT_SETS = ("MediaProcessResultSet", "AiContentReviewResultSet", "AiAnalysisResultSet",
-                   "AiRecognitionResultSet")
+_V3_RESULT_SETS = (
+    "MediaProcessResultSet",
+    "AiContentReviewResultSet",
+    "AiAnalysisResultSet",
+    "AiRecognitionResultSet",
+)
 _V2_RESULT_LISTS = ("processTaskList", "contentReviewList", "aIAnalysisList")
 _BULKY = frozenset({"VideoStreamSet", "AudioStreamSet", "videoStreamList", "audioStreamList"})
 _URL_KEYS = ("Url", "url", "CoverUrl", "imageUrl", "WebVttUrl", "webVttUrl")
@@ -111,17 +115,30 @@ _URL_KEYS = ("Url", "url", "CoverUrl", "imageUrl", "WebVttUrl", "webVttUrl")
 def _subtask_v3(item: dict) -> dict:
     """A v3 result: `Type` plus one typed sub-object (TranscodeTask...) holding Status."""
     sub = next((v for v in item.values() if isinstance(v, dict) and "Status" in v), item)
-    code = text(sub.get("ErrCodeExt")) or (None if sub.get("ErrCode") in (0, "0", None) else text(sub.get("ErrCode")))
-    return {"type": text(item.get("Type")), "status": text(sub.get("Status")), "code": code,
-            "message": text(sub.get("Message")), "output": sub.get("Output"),
-            "finished": parse_time(sub.get("FinishTime"))}
+    code = text(sub.get("ErrCodeExt")) or (
+        None if sub.get("ErrCode") in (0, "0", None) else text(sub.get("ErrCode"))
+    )
+    return {
+        "type": text(item.get("Type")),
+        "status": text(sub.get("Status")),
+        "code": code,
+        "message": text(sub.get("Message")),
+        "output": sub.get("Output"),
+        "finished": parse_time(sub.get("FinishTime")),
+    }
 
 
 def _subtask_v2(item: dict) -> dict:
     """A v2 subtask: taskType/status/errCode/message/input/output on the item itself."""
     code = None if item.get("errCode") in (0, "0", None) else text(item.get("errCode"))
-    return {"type": text(item.get("taskType")), "status": text(item.get("status")), "code": code,
-            "message": text(item.get("message")), "output": item.get("output"), "finished": None}
+    return {
+        "type": text(item.get("taskType")),
+        "status": text(item.get("status")),
+        "code": code,
+        "message": text(item.get("message")),
+        "output": item.get("output"),
+        "finished": None,
+    }
 
 
 def _procedure(task: dict, keys: dict, subtasks: list[dict], media: list[dict]) -> dict:
@@ -134,15 +151,21 @@ def _procedure(task: dict, keys: dict, subtasks: list[dict], media: list[dict]) 
     for sub in media:
         out = {"type": sub["type"], "status": sub["status"]}
         if isinstance(sub["output"], dict):
-            out.update((k, v) for k, v in sub["output"].items() if k not in _BULKY and v is not None)
+            out.update(
+                (k, v) for k, v in sub["output"].items() if k not in _BULKY and v is not None
+            )
             url = next((sub["output"][k] for k in _URL_KEYS if sub["output"].get(k)), None)
             if url and "url" not in out:
                 out["url"] = url
         if sub["code"] or sub["message"] and sub["status"] != "SUCCESS":
             out.update(error_code=sub["code"], error_message=sub["message"])
         outputs.append(out)
-    fields = {"kind": "procedure", "provider_job_id": task_id, "media_id": text(task.get(keys["file"])),
-              "outputs": tuple(outputs)}
+    fields = {
+        "kind": "procedure",
+        "provider_job_id": task_id,
+        "media_id": text(task.get(keys["file"])),
+        "outputs": tuple(outputs),
+    }
     finished = [s["finished"] for s in subtasks if s["finished"]]
     fields["occurred_at"] = max(finished) if finished else None
     if status != "FINISH":
@@ -152,13 +175,18 @@ def _procedure(task: dict, keys: dict, subtasks: list[dict], media: list[dict]) 
     ok = [s for s in subtasks if (s["status"] or "").upper() == "SUCCESS" and not s["code"]]
     bad = [s for s in subtasks if s not in ok]
     if top_code not in (0, "0", None, ""):
-        fields.update(state=states.FAILED, error_code=text(top_code),
-                      error_message=text(task.get(keys["message"])))
+        fields.update(
+            state=states.FAILED,
+            error_code=text(top_code),
+            error_message=text(task.get(keys["message"])),
+        )
     elif bad:
         first = bad[0]
-        fields.update(state=states.PARTIAL if ok else states.FAILED,
-                      error_code=first["code"] or (first["status"] or "").upper() or None,
-                      error_message=first["message"] or f"{first['type']} subtask did not succeed")
+        fields.update(
+            state=states.PARTIAL if ok else states.FAILED,
+            error_code=first["code"] or (first["status"] or "").upper() or None,
+            error_message=first["message"] or f"{first['type']} subtask did not succeed",
+        )
     else:
         fields["state"] = states.SUCCEEDED
     return fields
@@ -173,15 +201,26 @@ def _v3(doc: dict) -> dict:
         sets = {k: [i for i in (task.get(k) or []) if isinstance(i, dict)] for k in _V3_RESULT_SETS}
         subtasks = [_subtask_v3(i) for k in _V3_RESULT_SETS for i in sets[k]]
         media = [_subtask_v3(i) for i in sets["MediaProcessResultSet"]]
-        keys = {"task": "TaskId", "status": "Status", "file": "FileId", "code": "ErrCode",
-                "message": "Message"}
+        keys = {
+            "task": "TaskId",
+            "status": "Status",
+            "file": "FileId",
+            "code": "ErrCode",
+            "message": "Message",
+        }
         return _procedure(task, keys, subtasks, media)
     if event_type == "NewFileUpload" and isinstance(doc.get("FileUploadEvent"), dict):
         upload = doc["FileUploadEvent"]
-        info = upload.get("MediaBasicInfo") if isinstance(upload.get("MediaBasicInfo"), dict) else {}
+        info = (
+            upload.get("MediaBasicInfo") if isinstance(upload.get("MediaBasicInfo"), dict) else {}
+        )
         url = info.get("MediaUrl")
-        return {"kind": "upload", "media_id": text(upload.get("FileId")), "state": states.SUCCEEDED,
-                "outputs": ({"url": url, "name": info.get("Name")},) if url else ()}
+        return {
+            "kind": "upload",
+            "media_id": text(upload.get("FileId")),
+            "state": states.SUCCEEDED,
+            "outputs": ({"url": url, "name": info.get("Name")},) if url else (),
+        }
     return {}  # stored and acknowledged, tied to no job
 
 
@@ -200,11 +239,18 @@ _V2_KINDS = {
 def _v2(doc: dict) -> dict:
     data, event_type = doc["data"], doc["eventType"]
     if event_type == "ProcedureStateChanged":
-        lists = {k: [i for i in (data.get(k) or []) if isinstance(i, dict)] for k in _V2_RESULT_LISTS}
+        lists = {
+            k: [i for i in (data.get(k) or []) if isinstance(i, dict)] for k in _V2_RESULT_LISTS
+        }
         subtasks = [_subtask_v2(i) for k in _V2_RESULT_LISTS for i in lists[k]]
         media = [_subtask_v2(i) for i in lists["processTaskList"]]
-        keys = {"task": "vodTaskId", "status": "status", "file": "fileId", "code": "errCode",
-                "message": "message"}
+        keys = {
+            "task": "vodTaskId",
+            "status": "status",
+            "file": "fileId",
+            "code": "errCode",
+            "message": "message",
+        }
         return _procedure(data, keys, subtasks, media)
     if event_type not in _V2_KINDS:
         return {}
