@@ -6,6 +6,8 @@ stays one line on any platform.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 # PaaS convention: bind to $PORT on all interfaces; HOST narrows it (tests use 127.0.0.1).
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
@@ -36,3 +38,23 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# /metrics under several workers: prometheus-client's multiprocess mode keeps each worker's
+# values in files in this directory. It must be set before any worker imports the client,
+# and emptied when the server starts so values of an earlier run do not linger.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"jobledger-metrics-{bind.split(':')[-1]}"),
+)
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -19,13 +19,15 @@ def create_app(test_config=None):
     config.validate(app.config)
     app.json.sort_keys = False
 
-    from . import api, cli, db, errors, health, hooks, logs
+    from . import api, cli, db, errors, health, hooks, logs, metrics, pages
 
     logs.configure()
     db.init_app(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(metrics.bp)
     errors.init_app(app)
     cli.init_app(app)
     return app

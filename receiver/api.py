@@ -23,7 +23,7 @@ def _time_arg(name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"{name} is not an ISO 8601 time: {raw[:40]!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -67,3 +67,11 @@ def get_job(job_id: str):
 def stats():
     """Return job counts by state, provider, service and kind."""
     return jsonify(get_ledger().stats())
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Return the OpenAPI document of this API."""
+    from .openapi import SPEC
+
+    return jsonify(SPEC)

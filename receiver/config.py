@@ -81,6 +81,12 @@ def _positive_int(value: str) -> int | None:
     return int(value)
 
 
+def _seconds(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError("expected a whole number of seconds")
+    return int(value)
+
+
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -127,6 +133,10 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TENCENT_VOD_V2_URL": (_url, "https://vod.api.qcloud.com/v2/index.php"),
     "ALERT_WEBHOOK_URLS": (_url_list, []),
     "ALERT_SNS_TOPIC_ARN": (_text, None),
+    # Not in the contract's table: where alert links point, and how long alerts are held to
+    # be sent together (a burst becomes one summary instead of a storm).
+    "PUBLIC_URL": (_url, "http://localhost:8000"),
+    "ALERT_GROUP_SECONDS": (_seconds, 60),
     "DURABILITY": (_durability, "normal"),
     "RETENTION_DAYS": (_positive_int, None),
     "DEADLINES": (_deadlines, DEFAULT_DEADLINES),

@@ -6,12 +6,14 @@ happens before the answer: alerts, polls and pages all read the ledger later.
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import NotFound, ServiceUnavailable, Unauthorized
 
 from .db import get_ledger
+from .metrics import APPLY_SECONDS, HOOK_REQUESTS
 from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, get_provider
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
@@ -70,7 +72,13 @@ def receive(vendor: str, service: str):
         raise NotFound(f"no callback endpoint for {vendor}/{service}")
     provider = get_provider(name)
     body = request.get_data(cache=False)  # raw bytes first; 413 past MAX_CONTENT_LENGTH
-    auth = authenticate(provider, body)
+    started = time.perf_counter()
+    try:
+        auth = authenticate(provider, body)
+    except (Unauthorized, ServiceUnavailable) as e:
+        outcome = "unauthorized" if e.code == 401 else "not_configured"
+        HOOK_REQUESTS.labels(provider.NAME, outcome).inc()
+        raise
     ledger = get_ledger()
     try:
         event = provider.parse(body, request.headers)
@@ -90,8 +98,11 @@ def receive(vendor: str, service: str):
             },
         )
         log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
+        HOOK_REQUESTS.labels(name, "quarantined").inc()
         return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
     result = ledger.record_event(event, source="http", verified=auth.verified, auth=auth.method)
+    APPLY_SECONDS.labels(name).observe(time.perf_counter() - started)
+    HOOK_REQUESTS.labels(name, "duplicate" if result.duplicate_of else "recorded").inc()
     if result.changed:
         log.info(
             f"hooks.{name}.applied",

@@ -161,6 +161,7 @@ class Ledger(LedgerReads):
                         key,
                         duplicate_of=original[0],
                     )
+                    self._count_notice(source, event, "duplicate")
                     return RecordResult(event_id, original[1], state, state, original[0], False)
             job, created = (None, False)
             if event.kind is not None:
@@ -178,6 +179,7 @@ class Ledger(LedgerReads):
                 key,
                 replay_of=replay_of,
             )
+            self._count_notice(source, event, "replayed" if replay_of else "recorded")
         return RecordResult(event_id, job and job["id"], state, previous, None, created)
 
     def _match_job(self, event: NormalizedEvent, now: str) -> tuple[dict, bool]:
@@ -396,6 +398,10 @@ class Ledger(LedgerReads):
             "UPDATE events SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
         )
         self.conn.execute("DELETE FROM jobs WHERE id = ?", (early["id"],))
+        self.conn.execute(
+            "UPDATE OR IGNORE alerts SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
+        )
+        self.conn.execute("DELETE FROM alerts WHERE job_id = ?", (early["id"],))
         self._count(early, early["state"], None)
         merged = states.advance(into["state"], early["state"])
         if merged == early["state"]:
@@ -407,6 +413,30 @@ class Ledger(LedgerReads):
         )
         self._count(into, into["state"], merged)
         into["state"] = merged
+
+    def time_out(self, job_id: str, deadline_s: int) -> bool:
+        """Mark a job `timed_out` (and queue its alert) unless it got a word meanwhile."""
+        now = utcnow()
+        with write_transaction(self.db):
+            job = self._fetch_job("id = ?", (job_id,))
+            if job is None or states.advance(job["state"], states.TIMED_OUT) != states.TIMED_OUT:
+                return False
+            old = job["state"]
+            job.update(
+                state=states.TIMED_OUT,
+                updated_at=now,
+                error_code="DeadlineExceeded",
+                error_message=f"no final word within {deadline_s} s of submission",
+            )
+            self.conn.execute(
+                "UPDATE jobs SET state = ?, error_code = ?, error_message = ?, updated_at = ?"
+                " WHERE id = ?",
+                (job["state"], job["error_code"], job["error_message"], now, job_id),
+            )
+            self._count(job, old, states.TIMED_OUT)
+            body = json.dumps({"deadline_s": deadline_s, "submitted_at": job["submitted_at"]})
+            self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
+        return True
 
     # -- quarantine -----------------------------------------------------------------------
 
@@ -425,22 +455,23 @@ class Ledger(LedgerReads):
         """Keep an authenticated body that could not be parsed, for `replay --quarantined`."""
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogateescape")
-        cursor = self.conn.execute(
-            "INSERT INTO quarantine (received_at, provider, service, source, reason, body, meta,"
-            " verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                utcnow(),
-                provider,
-                service,
-                source,
-                reason,
-                body,
-                json.dumps(dict(meta or {}), ensure_ascii=False),
-                int(verified),
-                auth,
-            ),
-        )
-        self.conn.commit()
+        with write_transaction(self.db):
+            self._count_notice(source, None, "quarantined", provider=provider)
+            cursor = self.conn.execute(
+                "INSERT INTO quarantine (received_at, provider, service, source, reason, body,"
+                " meta, verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    utcnow(),
+                    provider,
+                    service,
+                    source,
+                    reason,
+                    body,
+                    json.dumps(dict(meta or {}), ensure_ascii=False),
+                    int(verified),
+                    auth,
+                ),
+            )
         return cursor.lastrowid
 
     def mark_replayed(self, quarantine_id: int, event_id: int) -> None:
@@ -505,19 +536,55 @@ class Ledger(LedgerReads):
             ),
         ).lastrowid
 
-    def _insert_local_event(self, job: dict, event_type: str, body: str, now: str) -> None:
-        """Record what jobledger itself did to a job (a submission and its answer)."""
+    def _insert_local_event(
+        self, job: dict, event_type: str, body: str, now: str, source: str = "submit"
+    ) -> None:
+        """Record what jobledger itself did to a job (a submission, its answer, a deadline)."""
         self.conn.execute(
             "INSERT INTO events (job_id, provider, service, source, event_type, verified, auth,"
             " state_after, received_at, occurred_at, payload)"
-            " VALUES (?, ?, ?, 'submit', ?, 1, 'local', ?, ?, ?, ?)",
-            (job["id"], job["provider"], job["service"], event_type, job["state"], now, now, body),
+            " VALUES (?, ?, ?, ?, ?, 1, 'local', ?, ?, ?, ?)",
+            (
+                job["id"],
+                job["provider"],
+                job["service"],
+                source,
+                event_type,
+                job["state"],
+                now,
+                now,
+                body,
+            ),
+        )
+
+    def _count_notice(
+        self, source: str, event: NormalizedEvent | None, outcome: str, provider: str = ""
+    ) -> None:
+        """Count one notice by source, provider, type and outcome (for /metrics)."""
+        self.conn.execute(
+            "INSERT INTO notice_counts (source, provider, event_type, outcome, n)"
+            " VALUES (?, ?, ?, ?, 1)"
+            " ON CONFLICT (source, provider, event_type, outcome) DO UPDATE SET n = n + 1",
+            (
+                source,
+                event.provider if event else provider,
+                (event.event_type or "")[:64] if event else "",
+                outcome,
+            ),
         )
 
     def _count(self, job: Mapping, old: str | None, new: str | None) -> None:
-        """Keep `job_counts` in step with a state change, in the caller's transaction."""
+        """Keep `job_counts` in step with a state change, and queue its alert, in the
+        caller's transaction: the outbox row commits or rolls back with the change itself.
+        """
         if old == new:
             return
+        if new in states.ALERTING:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO alerts (job_id, state, created_at, error_code,"
+                " error_message) VALUES (?, ?, ?, ?, ?)",
+                (job["id"], new, utcnow(), job.get("error_code"), job.get("error_message")),
+            )
         scope = (job["provider"], job["service"], job["kind"])
         for state, delta in ((old, -1), (new, 1)):
             if state is not None:

@@ -120,3 +120,46 @@ def add_polling(db: Database) -> None:
         "CREATE INDEX jobs_open_age ON jobs (kind, submitted_at)"
         " WHERE state IN ('submitting', 'submitted', 'processing')"
     )
+
+
+@migrations(name="0004_alerts_and_counters")
+def add_alerts(db: Database) -> None:
+    """The alert outbox, per-sink deliveries, and notice counters for /metrics."""
+    # One alert per job and alerting state, written in the state change's transaction.
+    db.table("alerts").create(
+        {
+            "id": int,
+            "job_id": str,
+            "state": str,
+            "created_at": str,
+            "error_code": str,
+            "error_message": str,
+        },
+        pk="id",
+        not_null={"job_id", "state", "created_at"},
+    )
+    db.execute("CREATE UNIQUE INDEX alerts_job_state ON alerts (job_id, state)")
+    db.execute("CREATE INDEX alerts_created ON alerts (created_at)")
+    # One row per alert and sink once delivery was tried; no row = never tried.
+    db.table("alert_deliveries").create(
+        {
+            "alert_id": int,
+            "sink": str,
+            "delivered_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "last_error": str,
+        },
+        pk=("alert_id", "sink"),
+        not_null={"attempts"},
+    )
+    db.execute("CREATE INDEX alert_deliveries_sink ON alert_deliveries (sink, delivered_at)")
+    # Kept in the notice's own transaction, so /metrics never counts event rows.
+    db.table("notice_counts").create(
+        {"source": str, "provider": str, "event_type": str, "outcome": str, "n": int},
+        pk=("source", "provider", "event_type", "outcome"),
+    )
+    db.execute(
+        "CREATE INDEX jobs_unfinished ON jobs (submitted_at)"
+        " WHERE state IN ('submitting', 'submitted', 'processing', 'timed_out')"
+    )

@@ -1,0 +1,161 @@
+"""Alert delivery and the deadline sweep, run by `reconcile` (never in a request).
+
+Each alert is delivered at least once to every configured sink: a JSON POST to each
+RECEIVER_ALERT_WEBHOOK_URLS entry, and an AWS SNS publish to RECEIVER_ALERT_SNS_TOPIC_ARN.
+A delivered alert is never sent to that sink again. A failing sink is retried with growing
+backoff (30 s doubling to 10 min) for a day, so a sink down for an hour gets everything
+when it is back. Alerts are held until the oldest waiting one is RECEIVER_ALERT_GROUP_SECONDS
+old and then go out together: one alert alone, several as one summary.
+"""
+
+import json
+import logging
+import random
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from store import Ledger
+from store import alerts as store_alerts
+
+log = logging.getLogger("jobledger.alerts")
+MAX_AGE = timedelta(days=1)
+MAX_BACKOFF_S = 600
+WEBHOOK_TIMEOUT_S = 5
+
+
+class SinkError(Exception):
+    """A sink did not take the message."""
+
+
+def sweep_deadlines(config, ledger: Ledger, now: datetime | None = None) -> list[str]:
+    """Mark open jobs past their kind's deadline `timed_out`; return their ids."""
+    now = now or datetime.now(UTC)
+    timed_out = [
+        job_id
+        for job_id, seconds in store_alerts.overdue_jobs(ledger, config["DEADLINES"], now)
+        if ledger.time_out(job_id, seconds)
+    ]
+    if timed_out:
+        log.warning("alerts.timed-out", extra={"job_ids": timed_out})
+    return timed_out
+
+
+def sinks(config) -> list[tuple[str, str]]:
+    """Return the configured sinks as (kind, target)."""
+    out = [("webhook", url) for url in config.get("ALERT_WEBHOOK_URLS") or []]
+    if config.get("ALERT_SNS_TOPIC_ARN"):
+        out.append(("sns", config["ALERT_SNS_TOPIC_ARN"]))
+    return out
+
+
+def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[str, int]:
+    """Send every due alert to every sink; return how many alerts each sink took."""
+    now = now or datetime.now(UTC)
+    hold = timedelta(seconds=config.get("ALERT_GROUP_SECONDS", 60))
+    sent = {}
+    for kind, target in sinks(config):
+        sink = f"{kind}:{target}"
+        due = store_alerts.due_alerts(ledger, sink, now, MAX_AGE)
+        if not due or now - _parse(min(a["created_at"] for a in due)) < hold:
+            continue
+        message = _message(config, due)
+        ids = [a["id"] for a in due]
+        try:
+            (_post if kind == "webhook" else _publish)(target, message)
+        except SinkError as e:
+            attempts = max(a["attempts"] for a in due) + 1
+            delay = min(30 * 2 ** (attempts - 1), MAX_BACKOFF_S) * random.uniform(1.0, 1.1)
+            store_alerts.record_delivery(
+                ledger, ids, sink, now, error=str(e)[:500], retry_at=now + timedelta(seconds=delay)
+            )
+            log.warning(
+                "alerts.sink-failed",
+                extra={"sink": kind, "alerts": len(ids), "error": str(e)[:200]},
+            )
+            continue
+        store_alerts.record_delivery(ledger, ids, sink, now)
+        sent[sink] = len(ids)
+        log.info("alerts.sent", extra={"sink": kind, "alerts": len(ids)})
+    return sent
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _one(config, alert: dict) -> dict:
+    base = config.get("PUBLIC_URL", "").rstrip("/")
+    return {
+        "alert_id": alert["id"],
+        "job_id": alert["job_id"],
+        "state": alert["state"],
+        "provider": alert["provider"],
+        "service": alert["service"],
+        "kind": alert["kind"],
+        "provider_job_id": alert["provider_job_id"],
+        "media_id": alert["media_id"],
+        "error_code": alert["error_code"],
+        "error_message": alert["error_message"],
+        "created_at": alert["created_at"],
+        "url": f"{base}/jobs/{alert['job_id']}",
+    }
+
+
+def _message(config, due: list[dict]) -> dict:
+    """One alert as itself; several as one summary that lists them all."""
+    if len(due) == 1:
+        return {"type": "job.alert", **_one(config, due[0])}
+    by_state = {}
+    for alert in due:
+        by_state[alert["state"]] = by_state.get(alert["state"], 0) + 1
+    base = config.get("PUBLIC_URL", "").rstrip("/")
+    states = "&".join(f"state={s}" for s in sorted(by_state))
+    return {
+        "type": "job.alert.summary",
+        "count": len(due),
+        "by_state": by_state,
+        "url": f"{base}/jobs?{states}",
+        "alerts": [_one(config, a) for a in due],
+    }
+
+
+def _subject(message: dict) -> str:
+    if message["type"] == "job.alert":
+        return f"jobledger: {message['kind']} job {message['state']} ({message['provider']})"
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(message["by_state"].items()))
+    return f"jobledger: {message['count']} jobs need attention ({parts})"
+
+
+def _post(url: str, message: dict) -> None:
+    body = json.dumps(message, ensure_ascii=False).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "jobledger-alerts"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
+            response.read()
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise SinkError(f"HTTP {e.code} from the webhook") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise SinkError(f"webhook unreachable: {getattr(e, 'reason', e)}") from None
+
+
+def _publish(topic_arn: str, message: dict) -> None:
+    region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
+    try:
+        client = boto3.client("sns", region_name=region or None)
+        client.publish(
+            TopicArn=topic_arn,
+            Subject=_subject(message)[:100],
+            Message=json.dumps(message, ensure_ascii=False),
+        )
+    except (BotoCoreError, ClientError) as e:
+        raise SinkError(f"SNS publish failed: {e}") from None

@@ -1,0 +1,121 @@
+"""`/metrics` in Prometheus text format, correct under several gunicorn workers.
+
+Two sources: per-request figures (hook outcomes, apply latency) are prometheus-client
+metrics, aggregated across workers in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is
+set (gunicorn.conf.py sets it); ledger figures (notices by type and outcome, jobs by
+state, the oldest unfinished job, alerts, queue messages) are read from the counters the
+ledger keeps in its own transactions, so they are exact across every process (web
+workers, consumers, reconcile) and survive restarts.
+"""
+
+import os
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from store import alerts as store_alerts
+
+from .auth import require_ops
+from .db import get_ledger
+
+bp = Blueprint("metrics", __name__)
+
+HOOK_REQUESTS = Counter(
+    "jobledger_hook_requests_total",
+    "Callback requests by provider and outcome (recorded, duplicate, quarantined, "
+    "unauthorized, not_configured, error).",
+    ["provider", "outcome"],
+)
+APPLY_SECONDS = Histogram(
+    "jobledger_apply_seconds",
+    "Time from a callback's body being read to its ledger commit.",
+    ["provider"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class LedgerCollector:
+    """Expose the ledger's own counters as metrics, read at scrape time."""
+
+    def __init__(self, snapshot: dict, now: datetime):
+        self.snapshot, self.now = snapshot, now
+
+    def collect(self):
+        notices = CounterMetricFamily(
+            "jobledger_notices",
+            "Provider notices stored, by source, provider, type, outcome.",
+            labels=["source", "provider", "event_type", "outcome"],
+        )
+        consumed = CounterMetricFamily(
+            "jobledger_queue_messages_consumed",
+            "Queue messages (MNS) and pulled events (Tencent) taken in.",
+            labels=["source"],
+        )
+        per_source = {}
+        for source, provider, event_type, outcome, n in self.snapshot["notices"]:
+            notices.add_metric([source, provider, event_type, outcome], n)
+            if source in ("mns", "pull"):
+                per_source[source] = per_source.get(source, 0) + n
+        for source, n in sorted(per_source.items()):
+            consumed.add_metric([source], n)
+        jobs = GaugeMetricFamily(
+            "jobledger_jobs", "Jobs by state.", labels=["provider", "service", "kind", "state"]
+        )
+        for provider, service, kind, state, n in self.snapshot["jobs"]:
+            jobs.add_metric([provider, service, kind, state], n)
+        oldest = GaugeMetricFamily(
+            "jobledger_oldest_unfinished_job_age_seconds",
+            "Age of the oldest job without a final word (0 when there is none).",
+        )
+        stamp = self.snapshot["oldest_unfinished"]
+        age = 0.0
+        if stamp:
+            since = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            age = max((self.now - since).total_seconds(), 0.0)
+        oldest.add_metric([], age)
+        sent = CounterMetricFamily(
+            "jobledger_alerts_sent", "Alerts delivered, by sink type.", labels=["sink"]
+        )
+        failed = CounterMetricFamily(
+            "jobledger_alert_failures",
+            "Failed alert delivery attempts, by sink type.",
+            labels=["sink"],
+        )
+        totals = {}
+        for sink, delivered, failures in self.snapshot["alerts"]:
+            kind = sink.split(":", 1)[0]
+            done, bad = totals.get(kind, (0, 0))
+            totals[kind] = (done + (delivered or 0), bad + (failures or 0))
+        for kind, (done, bad) in sorted(totals.items()):
+            sent.add_metric([kind], done)
+            failed.add_metric([kind], bad)
+        pending = GaugeMetricFamily(
+            "jobledger_alerts_pending", "Alerts not yet delivered to every sink."
+        )
+        pending.add_metric([], self.snapshot["alerts_pending"])
+        yield from (notices, consumed, jobs, oldest, sent, failed, pending)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Answer Prometheus' scrape."""
+    require_ops()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        process = CollectorRegistry()
+        multiprocess.MultiProcessCollector(process)
+    else:
+        process = REGISTRY
+    ledger = CollectorRegistry(auto_describe=False)
+    ledger.register(LedgerCollector(store_alerts.metrics_snapshot(get_ledger()), datetime.now(UTC)))
+    body = generate_latest(process) + generate_latest(ledger)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
