@@ -163,3 +163,9 @@ def add_alerts(db: Database) -> None:
         "CREATE INDEX jobs_unfinished ON jobs (submitted_at)"
         " WHERE state IN ('submitting', 'submitted', 'processing', 'timed_out')"
     )
+
+
+@migrations(name="0005_retention")
+def add_retention(db: Database) -> None:
+    """Remember how far raw payloads have been pruned, so each pass starts there."""
+    db.table("ledger_meta").create({"key": str, "value": str}, pk="key")
