@@ -19,7 +19,7 @@ def create_app(test_config=None):
     config.validate(app.config)
     app.json.sort_keys = False
 
-    from . import api, cli, db, errors, health, hooks, logs, metrics, pages
+    from . import api, cli, db, errors, health, hooks, logs, metrics, pages, submissions
 
     logs.configure()
     db.init_app(app)
@@ -30,4 +30,5 @@ def create_app(test_config=None):
     app.register_blueprint(metrics.bp)
     errors.init_app(app)
     cli.init_app(app)
+    submissions.register(app)
     return app

@@ -137,6 +137,16 @@ SPEC = {
         "schemas": {
             "Job": JOB,
             "Event": EVENT,
+            "Refusal": {
+                "type": "object",
+                "required": ["ok", "error", "status", "job"],
+                "properties": {
+                    "ok": {"type": "boolean", "enum": [False]},
+                    "error": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "job": {"$ref": "#/components/schemas/Job"},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["ok", "error", "status"],

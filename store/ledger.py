@@ -300,11 +300,15 @@ class Ledger(LedgerReads):
         operation: str,
         params: Mapping[str, Any],
         media_id: str | None = None,
+        origin: str = "submitted",
     ) -> dict:
         """Record a job as `submitting` before its provider API is called.
 
         A crash between this and `finish_submission` leaves a visible `submitting` job,
         never a lost one.
+
+        :param origin: `external` when the call acts on a job made elsewhere (a Live Stop of
+          a stream the ledger did not know)
         """
         now = utcnow()
         body = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
@@ -320,7 +324,7 @@ class Ledger(LedgerReads):
             "error_code": None,
             "error_message": None,
             "outputs": "[]",
-            "origin": "submitted",
+            "origin": origin,
             "operation": operation,
             "params": body,
             "submitted_at": now,
@@ -343,6 +347,7 @@ class Ledger(LedgerReads):
         error_code: str | None = None,
         error_message: str | None = None,
         response: Mapping[str, Any] | None = None,
+        operation: str | None = None,
     ) -> dict:
         """Record the provider's answer to a submission.
 
@@ -369,6 +374,10 @@ class Ledger(LedgerReads):
                 job["error_code"], job["error_message"] = error_code, error_message
             if new in states.FINAL and job["finished_at"] is None:
                 job["finished_at"] = now
+            if new in states.TOGGLING:
+                # An accepted Start/Stop is the stream's newest word: a poll answer from
+                # before it cannot toggle it back.
+                job["last_event_at"] = max(now, job["last_event_at"] or "")
             job["state"], job["updated_at"] = new, now
             self.conn.execute(
                 "UPDATE jobs SET state = ?, provider_job_id = ?, error_code = ?,"
@@ -389,7 +398,7 @@ class Ledger(LedgerReads):
             )
             self._count(job, old, new)
             body = json.dumps(dict(response or {}), ensure_ascii=False, sort_keys=True)
-            self._insert_local_event(job, f"{job['operation']}:response", body, now)
+            self._insert_local_event(job, f"{operation or job['operation']}:response", body, now)
         return self.get_job(job_id)
 
     def _merge(self, early: dict, into: dict) -> None:
@@ -437,6 +446,20 @@ class Ledger(LedgerReads):
             body = json.dumps({"deadline_s": deadline_s, "submitted_at": job["submitted_at"]})
             self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
         return True
+
+    def note(self, job_id: str, event_type: str, body: Mapping[str, Any]) -> dict:
+        """Put something jobledger did on a job's timeline without changing its state
+        (a request on a known Live stream, a refused Start/Stop).
+
+        :raises KeyError: no such job
+        """
+        with write_transaction(self.db):
+            job = self._fetch_job("id = ?", (job_id,))
+            if job is None:
+                raise KeyError(job_id)
+            text = json.dumps(dict(body), ensure_ascii=False, sort_keys=True)
+            self._insert_local_event(job, event_type, text, utcnow())
+        return self.get_job(job_id)
 
     # -- quarantine -----------------------------------------------------------------------
 

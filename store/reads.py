@@ -96,6 +96,15 @@ class LedgerReads:
             job["events"] = self.events_for_job(job_id)
         return job
 
+    def find_job(self, provider: str, service: str, provider_job_id: str) -> dict | None:
+        """Return the job with this provider job id (Live `JobId`, MPS `JobId`...), or None."""
+        row = self.conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider_job_id = ? AND provider = ?"
+            " AND service = ?",
+            (provider_job_id, provider, service),
+        ).fetchone()
+        return None if row is None else public_job(job_from_row(row))
+
     def events_for_job(self, job_id: str) -> list[dict]:
         """Return a job's events, oldest first."""
         rows = self.conn.execute(

@@ -311,3 +311,25 @@ def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
     )
     assert ledger.conn.execute("SELECT COUNT(*) FROM alert_deliveries").fetchone()[0] == 1
     assert "sEcReT-sns-key-42" not in "\n".join(ledger.conn.iterdump())
+
+
+def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):
+    app = make_app(ALERT_WEBHOOK_URLS=[sink.url], ALERT_GROUP_SECONDS=0,
+                   DEADLINES={"default": 3600, "snapshot": 60})
+    job = ledger.begin_submission(provider="aliyun", service="vod", kind="snapshot",
+                                  operation="aliyun.vod.SubmitSnapshotJob",
+                                  params={"VideoId": "v11"}, media_id="v11")
+    # Submitted two minutes ago, and nothing heard since.
+    ledger.conn.execute("UPDATE jobs SET submitted_at = ? WHERE id = ?",
+                        ((datetime.now(UTC) - timedelta(minutes=2)).strftime(
+                            "%Y-%m-%dT%H:%M:%S.000Z"), job["id"]))
+    ledger.conn.commit()
+    result = app.test_cli_runner().invoke(args=["reconcile", "--once"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output.strip().splitlines()[-1])
+    assert stats["timed_out"] == 1 and stats["alerts_sent"] == 1
+    (message,) = sink.received
+    assert (message["job_id"], message["state"]) == (job["id"], "timed_out")
+    again = app.test_cli_runner().invoke(args=["reconcile", "--once"])
+    assert "alerts_sent" not in json.loads(again.output.strip().splitlines()[-1])
+    assert len(sink.received) == 1

@@ -1,0 +1,217 @@
+"""`reconcile`: ask providers about jobs that have no final word yet, and record the answers.
+
+Where a provider has no callback (Live edge transcoding) or a callback was lost, the
+answer of its status API is applied as an Event with source `poll`, through the same
+state machine as a callback, so a final state is never moved back.
+
+Pacing, so that polls cost little and never hammer an API:
+* a job is first asked FIRST_POLL_S after it was submitted (callbacks usually come first),
+  then after 1, 2, 4... minutes, capped at an hour (15 minutes for running Live streams);
+* at most MAX_POLLS_PER_PASS jobs per pass, most overdue first;
+* calls to each API family are spaced to stay under QPS, well below the documented limits
+  (Live: 6000/min; Tencent v2: 100/min); a throttled family is left alone for the rest of
+  the pass and its jobs are asked again THROTTLE_PAUSE_S later.
+"""
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from store import Ledger, polling, retention
+from store.ids import iso
+from submitter.calls import Budget, CallFailed, NotConfigured
+from submitter.operations import CLIENTS
+from submitter.polls import READ_BUDGET_S, plan_poll
+
+from . import alerting
+from .cli import ledger as open_app_ledger
+from .providers import polls
+
+log = logging.getLogger("jobledger.reconcile")
+
+FIRST_POLL_S = 60
+BASE_DELAY_S = 60
+MAX_DELAY_S = {"edge_transcode": 900}
+DEFAULT_MAX_DELAY_S = 3600
+MAX_POLLS_PER_PASS = 200
+PASS_INTERVAL_S = 15.0
+THROTTLE_PAUSE_S = 30
+QPS = {
+    "aliyun.vod": 10.0,
+    "aliyun.mps": 10.0,
+    "aliyun.live": 50.0,
+    "tencent.api": 10.0,
+    "tencent.v2": 100 / 60,
+}
+PARSERS = {
+    "QueryIProductionJob": polls.mps_iproduction,
+    "GetEdgeTranscodeJob": polls.live_edge_job,
+    "GetTranscodeTask": polls.vod_transcode_task,
+    "GetVideoInfo": polls.vod_video,
+    "DescribeTaskDetail": polls.tencent_task_detail,
+    "GetTaskInfo": polls.tencent_v2_task,
+}
+
+
+class Pacer:
+    """Space the calls of each API family at least 1/QPS seconds apart."""
+
+    def __init__(
+        self,
+        rates: Mapping[str, float] = QPS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._rates, self._clock, self._sleep = rates, clock, sleep
+        self._next: dict[str, float] = {}
+
+    def wait(self, family: str) -> None:
+        """Return when a call of `family` may be made, waiting if the last one was too recent."""
+        now = self._clock()
+        ready = self._next.get(family, now)
+        if ready > now:
+            self._sleep(ready - now)
+        self._next[family] = max(now, ready) + 1 / self._rates.get(family, 1.0)
+
+
+def next_poll_delay(kind: str, poll_count: int) -> int:
+    """Return seconds until the next poll of a job already asked `poll_count` times."""
+    cap = MAX_DELAY_S.get(kind, DEFAULT_MAX_DELAY_S)
+    return min(cap, BASE_DELAY_S * 2 ** min(poll_count, 20))
+
+
+def reconcile_pass(
+    app_config: Mapping[str, Any],
+    ledger: Ledger,
+    now: datetime | None = None,
+    *,
+    stop: threading.Event | None = None,
+    limit: int = MAX_POLLS_PER_PASS,
+    pacer: Pacer | None = None,
+) -> dict:
+    """Run one pass: poll the jobs that are due; return counts of what happened.
+
+    After the polls (which may settle a job just before its deadline): jobs past their
+    deadline become `timed_out`, due alerts go to their sinks, and, with
+    RECEIVER_RETENTION_DAYS set, old raw payloads are pruned.
+
+    :param now: the pass's time (aware); the default is the clock
+    :param stop: set by SIGTERM/SIGINT; the pass ends after the job in hand
+    """
+    now = now or datetime.now(UTC)
+    pacer = pacer or Pacer()
+    stats: Counter = Counter()
+    due = polling.due_jobs(ledger, iso(now), iso(now - timedelta(seconds=FIRST_POLL_S)), limit)
+    stats["due"] = len(due)
+    clients: dict[str, Any] = {}
+    throttled: set[str] = set()
+    try:
+        for job in due:
+            if stop is not None and stop.is_set():
+                break
+            outcome, delay, counted = _poll_job(app_config, ledger, job, clients, throttled, pacer)
+            stats[outcome] += 1
+            polling.schedule_poll(
+                ledger, job["id"], iso(now + timedelta(seconds=delay)), counted=counted
+            )
+    finally:
+        for client in clients.values():
+            if client is not None:
+                client.close()
+    stats["timed_out"] += len(alerting.sweep_deadlines(app_config, ledger, now))
+    # Alerts queued during this pass are newer than its start: deliver as of now.
+    delivered = alerting.deliver_alerts(app_config, ledger, max(now, datetime.now(UTC)))
+    stats["alerts_sent"] += sum(delivered.values())
+    if app_config.get("RETENTION_DAYS"):
+        cutoff = now - timedelta(days=app_config["RETENTION_DAYS"])
+        stats["payloads_pruned"] += retention.prune_payloads(ledger, cutoff)
+    due = stats.pop("due")
+    return {"due": due, **{k: n for k, n in sorted(stats.items()) if n}}
+
+
+def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int, bool]:
+    """Ask about one job and record the answer; return (outcome, seconds to next poll, counted)."""
+    delay = next_poll_delay(job["kind"], job["poll_count"])
+    poll = plan_poll(job)
+    if poll is None:
+        return "no_status_api", MAX_DELAY_S.get(job["kind"], DEFAULT_MAX_DELAY_S), True
+    if poll.family in throttled:
+        return "deferred", THROTTLE_PAUSE_S, False
+    if poll.client not in clients:
+        try:
+            clients[poll.client] = CLIENTS[poll.client](config)
+        except NotConfigured as e:
+            log.warning("reconcile.not-configured", extra={"family": poll.family, "error": str(e)})
+            clients[poll.client] = None
+    client = clients[poll.client]
+    if client is None:
+        return "not_configured", DEFAULT_MAX_DELAY_S, False
+    pacer.wait(poll.family)
+    try:
+        answer = poll.ask(client, Budget(READ_BUDGET_S))
+    except CallFailed as e:
+        extra = {"job_id": job["id"], "api": poll.api, "code": e.code, "status": e.status}
+        if e.throttled:
+            throttled.add(poll.family)
+            log.warning("reconcile.throttled", extra=extra)
+            return "throttled", THROTTLE_PAUSE_S, False
+        log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})
+        return "failed", delay, True
+    event = PARSERS[poll.api](answer) if answer else None
+    if event is None or event.state is None or polling.answer_seen(ledger, event.dedup_key):
+        return "unchanged", delay, True
+    result = ledger.record_event(event, source="poll", verified=True, auth="api")
+    if not result.changed:
+        return "unchanged", delay, True
+    log.info(
+        "reconcile.applied",
+        extra={
+            "job_id": result.job_id,
+            "api": poll.api,
+            "state": result.state,
+            "event_id": result.event_id,
+        },
+    )
+    return "changed", delay, True
+
+
+@click.command("reconcile")
+@click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
+@with_appcontext
+def reconcile_command(once: bool):
+    """Poll providers for jobs without a final word, and record what they say.
+
+    Without --once it loops until SIGTERM or SIGINT, finishing the job in hand first.
+
+    \b
+    flask --app wsgi reconcile --once
+    """
+    config = current_app.config
+    stop, pacer = threading.Event(), Pacer()  # one pacer: spacing holds across passes too
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        with open_app_ledger() as led:
+            while True:
+                stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
+                if once:
+                    click.echo(json.dumps(stats))
+                    break
+                log.info("reconcile.pass", extra=stats)
+                if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):
+                    break
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
