@@ -19,7 +19,20 @@ def create_app(test_config=None):
     config.validate(app.config)
     app.json.sort_keys = False
 
-    from . import api, cli, db, errors, health, hooks, logs, metrics, pages, submissions
+    from . import (
+        api,
+        cli,
+        consume_mns,
+        db,
+        errors,
+        health,
+        hooks,
+        logs,
+        metrics,
+        pages,
+        pull_tencent,
+        submissions,
+    )
 
     logs.configure()
     db.init_app(app)
@@ -31,4 +44,6 @@ def create_app(test_config=None):
     errors.init_app(app)
     cli.init_app(app)
     submissions.register(app)
+    consume_mns.register(app)
+    pull_tencent.register(app)
     return app

@@ -140,46 +140,67 @@ class Ledger(LedgerReads):
         :param verified: whether a signature or the hook token authenticated the sender
         :param auth: how: `signature`, `token`, or `none`
         """
+        with write_transaction(self.db):
+            return self._record(event, source, verified, auth, replay_of)
+
+    def record_events(
+        self,
+        events: list[NormalizedEvent],
+        *,
+        source: str,
+        verified: bool,
+        auth: str | None = None,
+    ) -> list[RecordResult]:
+        """Record several notices in one transaction: all of them, or none if one raises.
+
+        Queue consumers take notices 16 at a time and acknowledge them only after the
+        commit; one commit per batch (one fsync under DURABILITY=full) instead of sixteen.
+        Each result is what `record_event` would have returned for that notice in turn.
+        """
+        with write_transaction(self.db):
+            return [self._record(event, source, verified, auth, None) for event in events]
+
+    def _record(self, event, source, verified, auth, replay_of) -> RecordResult:
+        """Store and apply one notice in the caller's transaction."""
         now = utcnow()
         key = None if replay_of is not None else event.dedup_key
-        with write_transaction(self.db):
-            if key is not None:
-                original = self.conn.execute(
-                    "SELECT id, job_id FROM events WHERE dedup_key = ? AND duplicate_of IS NULL",
-                    (key,),
-                ).fetchone()
-                if original is not None:
-                    state = self._state_of(original[1])
-                    event_id = self._insert_event(
-                        event,
-                        now,
-                        source,
-                        verified,
-                        auth,
-                        original[1],
-                        state,
-                        key,
-                        duplicate_of=original[0],
-                    )
-                    self._count_notice(source, event, "duplicate")
-                    return RecordResult(event_id, original[1], state, state, original[0], False)
-            job, created = (None, False)
-            if event.kind is not None:
-                job, created = self._match_job(event, now)
-            previous = None if (job is None or created) else job["state"]
-            state = self._apply(job, created, event, now) if job is not None else None
-            event_id = self._insert_event(
-                event,
-                now,
-                source,
-                verified,
-                auth,
-                job and job["id"],
-                state,
-                key,
-                replay_of=replay_of,
-            )
-            self._count_notice(source, event, "replayed" if replay_of else "recorded")
+        if key is not None:
+            original = self.conn.execute(
+                "SELECT id, job_id FROM events WHERE dedup_key = ? AND duplicate_of IS NULL",
+                (key,),
+            ).fetchone()
+            if original is not None:
+                state = self._state_of(original[1])
+                event_id = self._insert_event(
+                    event,
+                    now,
+                    source,
+                    verified,
+                    auth,
+                    original[1],
+                    state,
+                    key,
+                    duplicate_of=original[0],
+                )
+                self._count_notice(source, event, "duplicate")
+                return RecordResult(event_id, original[1], state, state, original[0], False)
+        job, created = (None, False)
+        if event.kind is not None:
+            job, created = self._match_job(event, now)
+        previous = None if (job is None or created) else job["state"]
+        state = self._apply(job, created, event, now) if job is not None else None
+        event_id = self._insert_event(
+            event,
+            now,
+            source,
+            verified,
+            auth,
+            job and job["id"],
+            state,
+            key,
+            replay_of=replay_of,
+        )
+        self._count_notice(source, event, "replayed" if replay_of else "recorded")
         return RecordResult(event_id, job and job["id"], state, previous, None, created)
 
     def _match_job(self, event: NormalizedEvent, now: str) -> tuple[dict, bool]:

@@ -53,11 +53,24 @@ def dedup_key(provider: str, doc: Any) -> bytes:
     if isinstance(doc, dict) and VOLATILE_KEYS.intersection(doc):
         doc = {k: v for k, v in doc.items() if k not in VOLATILE_KEYS}
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{provider}\n{canonical}".encode()).digest()[:16]
+    try:
+        return hashlib.sha256(f"{provider}\n{canonical}".encode()).digest()[:16]
+    except UnicodeEncodeError:
+        # A lone surrogate escape ("\ud800") is valid JSON but no text: nothing could store it.
+        raise InvalidPayload("body holds a lone UTF-16 surrogate escape") from None
 
 
 def load_json_object(body: bytes | str, what: str) -> dict:
-    """Decode a JSON object or raise InvalidPayload saying why."""
+    """Decode a JSON object or raise InvalidPayload saying why.
+
+    Bodies must be UTF-8: json.loads would also take UTF-16/32 bytes, which could then not
+    be stored as the text they claim to be.
+    """
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidPayload(f"body is not UTF-8: {e.reason} at byte {e.start}") from None
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
