@@ -15,9 +15,6 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
 from store import Ledger
 from store import alerts as store_alerts
 
@@ -149,6 +146,11 @@ def _post(url: str, message: dict) -> None:
 
 
 def _publish(topic_arn: str, message: dict) -> None:
+    # boto3 (10 MiB resident) is imported here: web workers load this module, only the
+    # reconcile worker publishes.
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
     region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
     try:
         client = boto3.client("sns", region_name=region or None)

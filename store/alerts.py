@@ -142,9 +142,13 @@ def failures_by_hour(ledger: Ledger, now: datetime) -> list[dict]:
 
 
 def oldest_unfinished(ledger: Ledger, limit: int = 10) -> list[dict]:
-    """Return the oldest jobs without a final word (timed-out ones included)."""
+    """Return the oldest jobs without a final word (timed-out ones included).
+
+    INDEXED BY here and in metrics_snapshot: the planner prefers jobs_state_id, which
+    took 20 ms at 1M jobs against under 0.1 ms for the small partial index (bench/).
+    """
     rows = ledger.conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs"
+        f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_unfinished"
         " WHERE state IN ('submitting', 'submitted', 'processing', 'timed_out')"
         " ORDER BY submitted_at LIMIT ?",
         (limit,),
@@ -156,7 +160,7 @@ def metrics_snapshot(ledger: Ledger) -> dict:
     """Return the ledger-side figures /metrics exposes, all from counters and indexes."""
     conn = ledger.conn
     oldest = conn.execute(
-        "SELECT MIN(submitted_at) FROM jobs"
+        "SELECT MIN(submitted_at) FROM jobs INDEXED BY jobs_unfinished"
         " WHERE state IN ('submitting', 'submitted', 'processing', 'timed_out')"
     ).fetchone()[0]
     return {

@@ -84,7 +84,8 @@ def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-16000")  # 16 MiB: keeps the indexes hot, bounds worker RSS
+    # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
+    conn.execute("PRAGMA cache_size=-8000")
     return conn
 
 

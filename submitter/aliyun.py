@@ -11,14 +11,12 @@ HTTP (a local fake or a proxy), without one HTTPS. Without an override the publi
 host is named explicitly, so the SDK never asks the location service where to go.
 """
 
+# The SDK (13 MiB resident) is imported where it is used, not at module level: every web
+# worker imports this module for POST /api/jobs, and most never submit (bench/ RSS figures).
 import importlib
 import json
 from collections.abc import Mapping
 from typing import Any
-
-from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.http import protocol_type
 
 from .calls import (
     INVALID_RESPONSE,
@@ -92,6 +90,8 @@ class AliyunAPI:
         if not ak or not secret:
             raise NotConfigured("Alibaba Cloud", CREDENTIALS)
         self._config = config
+        from aliyunsdkcore.client import AcsClient
+
         self._client = AcsClient(
             ak, secret, config.get("ALIYUN_REGION") or "cn-shanghai", auto_retry=False
         )
@@ -125,6 +125,9 @@ class AliyunAPI:
         request_class = getattr(module, f"{action}Request")
         host, https = endpoint_for(self._config, service)
 
+        from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+        from aliyunsdkcore.http import protocol_type
+
         def attempt(timeout: float) -> dict:
             request = request_class()
             for key, value in params.items():
@@ -157,7 +160,7 @@ class AliyunAPI:
         )
 
 
-def server_failure(e: ServerException) -> CallFailed:
+def server_failure(e: "ServerException") -> CallFailed:  # noqa: F821 - imported lazily
     """Translate an error answer: the provider's own code, message and HTTP status."""
     code, status = e.get_error_code() or "UnknownError", e.get_http_status()
     throttled = code.startswith("Throttling")
@@ -171,7 +174,7 @@ def server_failure(e: ServerException) -> CallFailed:
     )
 
 
-def client_failure(e: ClientException) -> CallFailed:
+def client_failure(e: "ClientException") -> CallFailed:  # noqa: F821 - imported lazily
     """Translate an SDK-side failure; SDK.HttpError is the network."""
     if e.get_error_code() == "SDK.HttpError":
         return network_failure(e.get_error_msg())

@@ -66,7 +66,10 @@ def verify(
         raise InvalidSignature(f"X-VOD-TIMESTAMP is more than {WINDOW_S} s from now")
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(sign(url, stamp, key), given)
+        # bytes: compare_digest refuses str with non-ASCII characters (TypeError -> 500)
+        matched |= hmac.compare_digest(
+            sign(url, stamp, key).encode(), given.encode("utf-8", "replace")
+        )
     if not matched:
         raise InvalidSignature("X-VOD-SIGNATURE does not match any configured auth key")
 

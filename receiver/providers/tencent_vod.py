@@ -70,7 +70,9 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float | No
         raise InvalidSignature("T has passed: the signature expired")
     if int(expiry) > now + MAX_AHEAD_S:
         raise InvalidSignature("T is too far in the future")
-    if not hmac.compare_digest(sign(secret, expiry), given.strip().lower()):
+    # bytes: compare_digest refuses str with non-ASCII characters (TypeError -> 500)
+    given_bytes = given.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(sign(secret, expiry).encode(), given_bytes):
         raise InvalidSignature("Sign does not match the configured SignKey")
 
 

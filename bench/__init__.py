@@ -1,0 +1,1 @@
+"""Benchmarks for issue 6 ("Prove it"): one command each, figures in docs/benchmarks.md."""
