@@ -14,6 +14,7 @@ import threading
 from flask import Flask, current_app, g
 
 from store import Ledger, open_ledger
+from store.writer import GroupWriter, close_writers, writer_for
 
 _local = threading.local()
 
@@ -52,8 +53,15 @@ def _ledger_for(path: str, durability: str) -> Ledger:
     return ledger
 
 
+def get_writer() -> GroupWriter:
+    """Return this process's group-commit writer for the app's ledger (see store/writer.py)."""
+    get_ledger()  # the same readiness check: a missing ledger is a clear 503, not a crash
+    return writer_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+
+
 def close_ledgers() -> None:
-    """Close this thread's cached connections (tests, and before a process exits)."""
+    """Close this thread's cached connections and the process's writers (tests, exit)."""
+    close_writers()
     for ledger in getattr(_local, "ledgers", {}).values():
         try:
             ledger.close()

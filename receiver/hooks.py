@@ -17,7 +17,7 @@ from werkzeug.exceptions import (
     Unauthorized,
 )
 
-from .db import get_ledger
+from .db import get_ledger, get_writer
 from .metrics import APPLY_SECONDS, HOOK_REQUESTS
 from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, get_provider
 
@@ -110,7 +110,9 @@ def receive(vendor: str, service: str):
         log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
         HOOK_REQUESTS.labels(name, "quarantined").inc()
         return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
-    result = ledger.record_event(event, source="http", verified=auth.verified, auth=auth.method)
+    result = get_writer().record_event(
+        event, source="http", verified=auth.verified, auth=auth.method
+    )
     APPLY_SECONDS.labels(name).observe(time.perf_counter() - started)
     HOOK_REQUESTS.labels(name, "duplicate" if result.duplicate_of else "recorded").inc()
     if result.changed and log.isEnabledFor(logging.DEBUG):
