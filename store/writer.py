@@ -7,8 +7,14 @@ once per batch instead of once per notice, and the process holds SQLite's write 
 per batch instead of each request thread queuing for it with SQLite's sleeping busy
 handler. Each notice runs in its own SAVEPOINT, so a notice that fails rolls back alone;
 each caller gets its answer only after the COMMIT that made its notice durable.
+
+Between processes (gunicorn workers), the writers take turns on an flock of
+`<ledger>-writer.lock` before BEGIN IMMEDIATE: a waiting writer sleeps in the kernel and
+wakes the moment the lock is free, where SQLite's own busy handler polls with sleeps of up
+to 100 ms and, with four workers, put the p99 past a second (bench/).
 """
 
+import fcntl
 import os
 import queue
 import threading
@@ -45,6 +51,7 @@ class GroupWriter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with open_ledger(self.path, self.durability) as ledger:
             while True:
                 items = [self._queue.get()]
@@ -58,10 +65,12 @@ class GroupWriter:
                 if items:
                     self._commit(ledger, items)
                 if stop:
+                    os.close(self._lock_fd)
                     return
 
     def _commit(self, ledger: Ledger, items: list) -> None:
         conn, done = ledger.conn, []
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -82,6 +91,8 @@ class GroupWriter:
             for _, future in items:
                 future.set_exception(e)
             return
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self.batches += 1
         self.notices += len(items)
         for future, outcome in done:
