@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from tests.fakes.aliyun_rpc import FakeAliyunRPC
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 
@@ -196,3 +198,40 @@ def closed_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+# -- shared by test_submit.py and test_submit_failures.py ------------------------------
+
+IN, OUT = "oss://bucket.oss-cn-shanghai.aliyuncs.com/in/a.mp4", "oss://bucket/out/{source}.mp4"
+IPRODUCTION = {"FunctionName": "VideoH2V", "JobParams": {"Width": 720}, "Input": IN, "Output": OUT}
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """The Alibaba and Tencent fakes, with no proxy in the way (both SDKs honour one)."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with running_fakes() as running:
+        running.aliyun.add_video("vid1", status="Normal")
+        yield running
+
+
+@pytest.fixture
+def build(make_app, fakes):
+    """Build an app aimed at the fakes (its factory registers submit/reconcile)."""
+
+    def build_app(**overrides):
+        return make_app(**{**provider_settings(fakes), "SUBMIT_BUDGET_S": 1.5, **overrides})
+
+    return build_app
+
+
+def post(client, operation, params, **headers):
+    return client.post(
+        "/api/jobs", json={"operation": operation, "params": params}, headers=headers
+    )
+
+
+def timeline(client, job_id):
+    job = client.get(f"/api/jobs/{job_id}").get_json()
+    return [(e["source"], e["event_type"], e["state_after"]) for e in job["events"]]

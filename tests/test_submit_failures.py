@@ -20,61 +20,32 @@ from receiver import create_app
 from receiver.db import close_ledgers
 from receiver.logs import JSONFormatter
 from receiver.providers import queue
-from receiver.submissions import register
 from store import open_ledger
 from tests.conftest import ROOT, assert_error_shape, fixture_json, tencent_signed
-from tests.provider_env import (
+from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
     ALIYUN_SECRET,
+    IN,
+    IPRODUCTION,
     LAUNCHER,
+    OUT,
     PROXY_VARS,
     TENCENT_SECRET,
     GatedProxy,
     SilentServer,
+    build,
     closed_port,
     environment,
+    fakes,
+    post,
     provider_settings,
     running_fakes,
+    timeline,
 )
-
-IN, OUT = "oss://bucket.oss-cn-shanghai.aliyuncs.com/in/a.mp4", "oss://bucket/out/{source}.mp4"
-IPRODUCTION = {"FunctionName": "VideoH2V", "JobParams": {"Width": 720}, "Input": IN, "Output": OUT}
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)  # both SDKs honour these even for 127.0.0.1
-    with running_fakes() as running:
-        running.aliyun.add_video("vid1", status="Normal")
-        yield running
-
-
-@pytest.fixture
-def build(make_app, fakes):
-    """Build an app aimed at the fakes, with `submit`/`reconcile` and POST /api/jobs."""
-
-    def build_app(**overrides):
-        app = make_app(**{**provider_settings(fakes), "SUBMIT_BUDGET_S": 1.5, **overrides})
-        register(app)
-        return app
-
-    return build_app
 
 
 @pytest.fixture
 def app(build):
     return build()
-
-
-def post(client, operation, params, **headers):
-    return client.post(
-        "/api/jobs", json={"operation": operation, "params": params}, headers=headers
-    )
-
-
-def timeline(client, job_id):
-    job = client.get(f"/api/jobs/{job_id}").get_json()
-    return [(e["source"], e["event_type"], e["state_after"]) for e in job["events"]]
 
 
 # -- documented refusals --------------------------------------------------------------------
