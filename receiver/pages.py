@@ -14,11 +14,11 @@ import secrets
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 
 from store import alerts as store_alerts
-from store import states
+from store import polling, states
 from store.reads import FILTERS, BadQuery
 
 from .api import job_query
@@ -27,6 +27,7 @@ from .db import get_ledger
 from .providers import InvalidPayload, queue
 
 bp = Blueprint("pages", __name__)
+RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
 log = logging.getLogger("jobledger.pages")
 CSRF_COOKIE = "jobledger_csrf"
 STATE_CHOICES = list(states.ALL)
@@ -154,7 +155,12 @@ def job_detail(job_id: str):
         "jobs/detail.html",
         job=job,
         alerts=store_alerts.alerts_for_job(ledger, job_id),
-        final=states.is_final(job["state"]),
+        resubmissions=ledger.resubmissions(job_id),
+        can_repoll=job["state"] in polling.POLLED_STATES,
+        can_resubmit=job["origin"] == "submitted"
+        and job["operation"] is not None
+        and job["state"] in RESUBMITTABLE,
+        notice=request.args.get("notice"),
     )
 
 
@@ -184,3 +190,39 @@ def replay_event(job_id: str, event_id: int):
     )
     log.info("pages.replayed", extra={"job_id": job_id, "event_id": event_id})
     return redirect(url_for("pages.job_detail", job_id=job_id), code=303)
+
+
+@bp.post("/jobs/<job_id>/repoll")
+def repoll(job_id: str):
+    """Ask the provider about this job now, as reconcile would, and show what came of it."""
+    from .reconcile import poll_now
+
+    try:
+        outcome = poll_now(current_app.config, get_ledger(), job_id)
+    except KeyError:
+        raise NotFound(f"no job {job_id}") from None
+    log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
+    return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)
+
+
+@bp.post("/jobs/<job_id>/resubmit")
+def resubmit(job_id: str):
+    """Submit a failed job's operation again, as a new job linked to the old one."""
+    from submitter import NotConfigured, UsageError, submit
+
+    ledger = get_ledger()
+    job = ledger.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job["origin"] != "submitted" or job["state"] not in RESUBMITTABLE:
+        raise BadRequest(
+            "only a failed, partial, refused or timed-out submitted job is resubmitted"
+        )
+    params = ledger.submission_params(job_id)
+    try:
+        result = submit(ledger, current_app.config, job["operation"], params)
+    except (UsageError, NotConfigured) as e:
+        raise BadRequest(f"cannot resubmit: {e}") from None
+    ledger.link_resubmission(result.job["id"], job_id)
+    log.info("pages.resubmitted", extra={"job_id": job_id, "new_job_id": result.job["id"]})
+    return redirect(url_for("pages.job_detail", job_id=result.job["id"]), 303)

@@ -139,6 +139,28 @@ def reconcile_pass(
     return {"due": due, **{k: n for k, n in sorted(stats.items()) if n}}
 
 
+def poll_now(app_config: Mapping[str, Any], ledger: Ledger, job_id: str) -> str:
+    """Ask the provider about one job at once (the page's "re-poll now"); return the outcome.
+
+    :returns: `changed`, `unchanged`, `no_status_api`, `not_configured`, `throttled` or
+      `failed`, as a pass counts them; the job's next poll is scheduled as after any poll
+    :raises KeyError: no such job
+    """
+    job = polling.job_for_poll(ledger, job_id)
+    if job is None:
+        raise KeyError(job_id)
+    clients: dict[str, Any] = {}
+    try:
+        outcome, delay, counted = _poll_job(app_config, ledger, job, clients, set(), Pacer())
+    finally:
+        for client in clients.values():
+            if client is not None:
+                client.close()
+    at = datetime.now(UTC) + timedelta(seconds=delay)
+    polling.schedule_poll(ledger, job_id, iso(at), counted=counted)
+    return outcome
+
+
 def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int, bool]:
     """Ask about one job and record the answer; return (outcome, seconds to next poll, counted)."""
     delay = next_poll_delay(job["kind"], job["poll_count"])

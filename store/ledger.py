@@ -469,6 +469,17 @@ class Ledger(LedgerReads):
             self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
         return True
 
+    def link_resubmission(self, job_id: str, resubmitted_from: str) -> None:
+        """Record that `job_id` was submitted again from the failed job `resubmitted_from`."""
+        with write_transaction(self.db):
+            self.conn.execute(
+                "UPDATE jobs SET resubmitted_from = ? WHERE id = ?", (resubmitted_from, job_id)
+            )
+            old = self._fetch_job("id = ?", (resubmitted_from,))
+            if old is not None:
+                body = json.dumps({"resubmitted_as": job_id})
+                self._insert_local_event(old, "Resubmitted", body, utcnow())
+
     def note(self, job_id: str, event_type: str, body: Mapping[str, Any]) -> dict:
         """Put something jobledger did on a job's timeline without changing its state
         (a request on a known Live stream, a refused Start/Stop).

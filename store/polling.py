@@ -71,3 +71,9 @@ def poll_counts(ledger: Ledger, job_id: str) -> tuple[str | None, int]:
         "SELECT next_poll_at, poll_count FROM jobs WHERE id = ?", (job_id,)
     ).fetchone()
     return (row[0], row[1]) if row else (None, 0)
+
+
+def job_for_poll(ledger: Ledger, job_id: str) -> dict | None:
+    """Return one job in the shape `due_jobs` gives (for "re-poll now"), or None."""
+    row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job(row)

@@ -105,6 +105,20 @@ class LedgerReads:
         ).fetchone()
         return None if row is None else public_job(job_from_row(row))
 
+    def submission_params(self, job_id: str) -> dict:
+        """Return the parameters a job was submitted with ({} for an external job)."""
+        row = self.conn.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def resubmissions(self, job_id: str) -> dict:
+        """Return what a job was resubmitted from and as: {"from": id or None, "as": [ids]}."""
+        row = self.conn.execute("SELECT resubmitted_from FROM jobs WHERE id = ?", (job_id,))
+        found = row.fetchone()
+        later = self.conn.execute(
+            "SELECT id FROM jobs WHERE resubmitted_from = ? ORDER BY id", (job_id,)
+        ).fetchall()
+        return {"from": found and found[0], "as": [r[0] for r in later]}
+
     def events_for_job(self, job_id: str) -> list[dict]:
         """Return a job's events, oldest first."""
         rows = self.conn.execute(

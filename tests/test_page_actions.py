@@ -1,0 +1,59 @@
+"""Page actions against the provider fakes: re-poll now, and resubmit as a linked job."""
+
+import re
+
+from tests.provider_env import IPRODUCTION, build, fakes, post  # noqa: F401 - fixtures
+
+PREPROCESS = "aliyun.vod.SubmitPreprocessJobs"
+
+
+def act(client, job_id: str, action: str):
+    """Press a button on the job page, with the page's CSRF token (as a browser would)."""
+    html = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+    assert f'action="/jobs/{job_id}/{action}"' in html
+    return client.post(f"/jobs/{job_id}/{action}", data={"csrf": token})
+
+
+def test_resubmit_a_refused_job_as_a_new_linked_job(build, fakes):  # noqa: F811
+    client = build().test_client()
+    refused = post(client, PREPROCESS, {"VideoId": "late-video"}).get_json()["job"]
+    assert (refused["state"], refused["error_code"]) == ("submit_failed", "InvalidVideo.NotFound")
+    fakes.aliyun.add_video("late-video", status="Normal")  # the video exists now
+    response = act(client, refused["id"], "resubmit")
+    assert response.status_code == 303
+    new_id = response.headers["Location"].rsplit("/", 1)[1]
+    new = client.get(f"/api/jobs/{new_id}").get_json()
+    assert new["state"] == "submitted" and new["provider_job_id"] and new_id != refused["id"]
+    assert fakes.aliyun.calls[-1][1]["VideoId"] == "late-video"
+    assert f'Resubmitted from <a href="/jobs/{refused["id"]}">' in client.get(
+        f"/jobs/{new_id}"
+    ).get_data(as_text=True)
+    assert f'Resubmitted as <a href="/jobs/{new_id}">' in client.get(
+        f"/jobs/{refused['id']}"
+    ).get_data(as_text=True)
+    old_events = client.get(f"/api/jobs/{refused['id']}").get_json()["events"]
+    assert old_events[-1]["event_type"] == "Resubmitted"
+
+
+def test_a_job_in_progress_offers_no_resubmit(build, fakes):  # noqa: F811
+    client = build().test_client()
+    job = post(client, PREPROCESS, {"VideoId": "vid1"}).get_json()
+    assert "Resubmit" not in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    html = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+    response = client.post(f"/jobs/{job['id']}/resubmit", data={"csrf": token})
+    assert response.status_code == 400
+
+
+def test_repoll_now_settles_a_job_from_its_status_api(build, fakes):  # noqa: F811
+    client = build(MPS_PIPELINE_ID="pipeline-1").test_client()
+    job = post(client, "aliyun.mps.SubmitIProductionJob", IPRODUCTION).get_json()
+    assert job["state"] == "submitted"
+    fakes.aliyun.set_iproduction(job["provider_job_id"], state="Success")
+    response = act(client, job["id"], "repoll")
+    assert response.status_code == 303 and "notice=poll" in response.headers["Location"]
+    assert "poll: changed" in client.get(response.headers["Location"]).get_data(as_text=True)
+    settled = client.get(f"/api/jobs/{job['id']}").get_json()
+    assert settled["state"] == "succeeded" and settled["events"][-1]["source"] == "poll"
+    assert "Re-poll now" not in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
