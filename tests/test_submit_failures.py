@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from receiver import create_app
 from receiver.db import close_ledgers
 from receiver.logs import JSONFormatter
 from receiver.providers import queue
@@ -526,14 +525,7 @@ def test_secrets_never_reach_the_ledger_the_output_or_the_logs(
         assert secret not in streams.out + streams.err
 
 
-def _wired() -> bool:
-    """Tell whether create_app registers the submissions module (receiver/__init__.py)."""
-    return "submissions" in create_app({"TESTING": True, "DATABASE": "unused.db"}).blueprints
-
-
 def test_flask_cli_submit_from_a_fresh_checkout(fakes, tmp_path):
-    if not _wired():
-        pytest.skip("receiver/__init__.py does not call receiver.submissions.register(app) yet")
     env = environment(
         os.environ, {"DATABASE": tmp_path / "new" / "ledger.db", **provider_settings(fakes)}
     )
