@@ -17,11 +17,18 @@ import pytest
 
 from receiver.providers import polls
 from receiver.reconcile import Pacer, next_poll_delay, reconcile_pass
-from receiver.submissions import register
 from store import polling
 from store.ids import iso
 from tests.conftest import ROOT, fixture_json, tencent_signed, vod_headers
-from tests.provider_env import LAUNCHER, PROXY_VARS, environment, provider_settings, running_fakes
+from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+    LAUNCHER,
+    PROXY_VARS,
+    build,
+    environment,
+    fakes,
+    provider_settings,
+    running_fakes,
+)
 
 IPRODUCTION = {
     "FunctionName": "VideoClip",
@@ -29,25 +36,6 @@ IPRODUCTION = {
     "Input": "oss://b/in.mp4",
     "Output": "oss://b/out/{source}.mp4",
 }
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with running_fakes() as running:
-        running.aliyun.add_video("vid1", status="Normal")
-        yield running
-
-
-@pytest.fixture
-def build(make_app, fakes):
-    def build_app(**overrides):
-        app = make_app(**{**provider_settings(fakes), **overrides})
-        register(app)
-        return app
-
-    return build_app
 
 
 @pytest.fixture
