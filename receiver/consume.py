@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store import Ledger
-from store.consumers import find_quarantined
 
 from .providers import InvalidPayload
 
@@ -177,7 +176,7 @@ def _quarantine(
 ) -> None:
     provider, service = where
     reason = d.error or "unparseable"
-    qid = find_quarantined(ledger, provider=provider, service=service, source=source, body=d.body)
+    qid = ledger.find_quarantined(provider=provider, service=service, source=source, body=d.body)
     if qid is None:
         qid = ledger.quarantine(
             provider=provider,

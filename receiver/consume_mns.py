@@ -20,8 +20,7 @@ from flask.cli import with_appcontext
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
 
-from store import open_ledger
-from store.consumers import ledger_problem
+from store import ledger_problem, open_ledger
 
 from .consume import Backoff, Delivery, Fatal, Stats, StopSignal, apply_batch
 from .providers import queue as mns_queue

@@ -13,7 +13,7 @@ import threading
 
 from flask import Flask, current_app, g
 
-from store import Ledger, open_ledger
+from store import Ledger, ledger_problem, open_ledger
 from store.writer import GroupWriter, close_writers, writer_for
 
 _local = threading.local()
@@ -38,17 +38,10 @@ def _ledger_for(path: str, durability: str) -> Ledger:
     key = (path, durability)
     ledger = cache.get(key)
     if ledger is None:
-        if not os.path.exists(path):
-            raise LedgerNotReady(f"no ledger at {path}: run `flask --app wsgi init-db`")
+        problem = ledger_problem(path)
+        if problem:
+            raise LedgerNotReady(problem)
         ledger = open_ledger(path, durability)
-        found = ledger.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'"
-        ).fetchone()
-        if found is None:
-            ledger.close()
-            raise LedgerNotReady(
-                f"ledger at {path} is not migrated: run `flask --app wsgi init-db`"
-            )
         cache[key] = ledger
     return ledger
 

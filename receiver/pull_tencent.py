@@ -21,8 +21,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from store import open_ledger
-from store.consumers import ledger_problem
+from store import ledger_problem, open_ledger
 from submitter.calls import Budget, CallFailed
 from submitter.tencent_api import TencentAPI
 from submitter.tencent_v2 import TencentV2

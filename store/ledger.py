@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from . import states
 from .ids import new_id, utcnow
 from .migrations import migrations
-from .reads import JOB_COLUMNS, LedgerReads, job_from_row
+from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
 
 BUSY_TIMEOUT_S = 5.0
 _OPEN = tuple(states.OPEN)
@@ -89,6 +89,42 @@ def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
     return conn
 
 
+def _new_job(
+    *,
+    provider: str,
+    service: str,
+    kind: str,
+    state: str | None,
+    origin: str,
+    now: str,
+    provider_job_id: str | None = None,
+    media_id: str | None = None,
+    operation: str | None = None,
+    params: str | None = None,
+) -> dict:
+    """Return the column values of a job not yet written (every column, in no order)."""
+    return {
+        "id": new_id(),
+        "provider": provider,
+        "service": service,
+        "kind": kind,
+        "provider_job_id": provider_job_id or None,
+        "media_id": media_id or None,
+        "state": state,
+        "preprocess": None,
+        "error_code": None,
+        "error_message": None,
+        "outputs": "[]",
+        "origin": origin,
+        "operation": operation,
+        "params": params,
+        "submitted_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "last_event_at": None,
+    }
+
+
 def migrate(path: str | Path) -> list[str]:
     """Create or migrate the ledger at `path`; return the names of the migrations applied."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +132,21 @@ def migrate(path: str | Path) -> list[str]:
         pending = [m.name for m in migrations.pending(db)]
         migrations.apply(db)
     return pending
+
+
+def ledger_problem(path: str | Path) -> str | None:
+    """Return why the ledger at `path` cannot be used yet, or None if it can.
+
+    A missing file must not be opened (SQLite would create an empty one), nor one with
+    pending migrations: every write would fail on a missing table or column.
+    """
+    if not Path(path).is_file():
+        return f"no ledger at {path}: run `flask --app wsgi init-db`"
+    with Database(connect(path), execute_plugins=False) as db:
+        pending = [m.name for m in migrations.pending(db)]
+    if pending:
+        return f"ledger at {path} needs {', '.join(pending)}: run `flask --app wsgi init-db`"
+    return None
 
 
 def open_ledger(path: str | Path, durability: str = "normal") -> "Ledger":
@@ -240,26 +291,16 @@ class Ledger(LedgerReads):
                 )
                 if job is not None and (job["last_event_at"] or "") >= event.occurred_at:
                     return job, False
-        job = {
-            "id": new_id(),
-            "provider": event.provider,
-            "service": event.service,
-            "kind": event.kind,
-            "provider_job_id": event.provider_job_id or None,
-            "media_id": event.media_id or None,
-            "state": None,
-            "preprocess": None,
-            "error_code": None,
-            "error_message": None,
-            "outputs": "[]",
-            "origin": "external",
-            "operation": None,
-            "params": None,
-            "submitted_at": now,
-            "updated_at": now,
-            "finished_at": None,
-            "last_event_at": None,
-        }
+        job = _new_job(
+            provider=event.provider,
+            service=event.service,
+            kind=event.kind,
+            state=None,
+            origin="external",
+            now=now,
+            provider_job_id=event.provider_job_id,
+            media_id=event.media_id,
+        )
         return job, True
 
     def _apply(self, job: dict, created: bool, event: NormalizedEvent, now: str) -> str:
@@ -308,7 +349,7 @@ class Ledger(LedgerReads):
                     job["id"],
                 ),
             )
-        self._count(job, old, new)
+        self._state_changed(job, old, new)
         return new
 
     # -- submissions ----------------------------------------------------------------------
@@ -334,29 +375,20 @@ class Ledger(LedgerReads):
         """
         now = utcnow()
         body = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
-        job = {
-            "id": new_id(),
-            "provider": provider,
-            "service": service,
-            "kind": kind,
-            "provider_job_id": None,
-            "media_id": media_id or None,
-            "state": states.SUBMITTING,
-            "preprocess": None,
-            "error_code": None,
-            "error_message": None,
-            "outputs": "[]",
-            "origin": origin,
-            "operation": operation,
-            "params": body,
-            "submitted_at": now,
-            "updated_at": now,
-            "finished_at": None,
-            "last_event_at": None,
-        }
+        job = _new_job(
+            provider=provider,
+            service=service,
+            kind=kind,
+            state=states.SUBMITTING,
+            origin=origin,
+            now=now,
+            media_id=media_id,
+            operation=operation,
+            params=body,
+        )
         with write_transaction(self.db):
             self._insert_job(job)
-            self._count(job, None, states.SUBMITTING)
+            self._state_changed(job, None, states.SUBMITTING)
             self._insert_local_event(job, f"{operation}:request", body, now)
         return self.get_job(job["id"])
 
@@ -418,7 +450,7 @@ class Ledger(LedgerReads):
                     job_id,
                 ),
             )
-            self._count(job, old, new)
+            self._state_changed(job, old, new)
             body = json.dumps(dict(response or {}), ensure_ascii=False, sort_keys=True)
             self._insert_local_event(job, f"{operation or job['operation']}:response", body, now)
         return self.get_job(job_id)
@@ -433,7 +465,7 @@ class Ledger(LedgerReads):
             "UPDATE OR IGNORE alerts SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
         )
         self.conn.execute("DELETE FROM alerts WHERE job_id = ?", (early["id"],))
-        self._count(early, early["state"], None)
+        self._state_changed(early, early["state"], None)
         merged = states.advance(into["state"], early["state"])
         if merged == early["state"]:
             for field in ("outputs", "error_code", "error_message", "finished_at"):
@@ -442,7 +474,7 @@ class Ledger(LedgerReads):
         into["last_event_at"] = (
             max(early["last_event_at"] or "", into["last_event_at"] or "") or None
         )
-        self._count(into, into["state"], merged)
+        self._state_changed(into, into["state"], merged)
         into["state"] = merged
 
     def time_out(self, job_id: str, deadline_s: int) -> bool:
@@ -464,7 +496,7 @@ class Ledger(LedgerReads):
                 " WHERE id = ?",
                 (job["state"], job["error_code"], job["error_message"], now, job_id),
             )
-            self._count(job, old, states.TIMED_OUT)
+            self._state_changed(job, old, states.TIMED_OUT)
             body = json.dumps({"deadline_s": deadline_s, "submitted_at": job["submitted_at"]})
             self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
         return True
@@ -552,8 +584,8 @@ class Ledger(LedgerReads):
 
     def _insert_job(self, job: dict) -> None:
         self.conn.execute(
-            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({','.join('?' * 18)})",
-            tuple(job[c] for c in JOB_COLUMNS.split(", ")),
+            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({','.join('?' * len(JOB_FIELDS))})",
+            tuple(job[c] for c in JOB_FIELDS),
         )
 
     def _insert_event(
@@ -629,7 +661,7 @@ class Ledger(LedgerReads):
             ),
         )
 
-    def _count(self, job: Mapping, old: str | None, new: str | None) -> None:
+    def _state_changed(self, job: Mapping, old: str | None, new: str | None) -> None:
         """Keep `job_counts` in step with a state change, and queue its alert, in the
         caller's transaction: the outbox row commits or rolls back with the change itself.
         """

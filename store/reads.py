@@ -11,7 +11,7 @@ JOB_COLUMNS = (
     " error_message, outputs, origin, operation, params, submitted_at, updated_at, finished_at,"
     " last_event_at"
 )
-_JOB_FIELDS = JOB_COLUMNS.split(", ")
+JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
 EVENT_COLUMNS = (
     "id, job_id, provider, service, source, event_type, verified, auth, duplicate_of, replay_of,"
     " state_after, received_at, occurred_at, payload"
@@ -28,7 +28,7 @@ class BadQuery(ValueError):
 
 def job_from_row(row: Sequence) -> dict:
     """Turn a `jobs` row (in JOB_COLUMNS order) into a mutable dict of column values."""
-    return dict(zip(_JOB_FIELDS, row, strict=True))
+    return dict(zip(JOB_FIELDS, row, strict=True))
 
 
 def public_job(job: dict) -> dict:
@@ -201,6 +201,23 @@ class LedgerReads:
             ):
                 out[key][value] = out[key].get(value, 0) + n
         return out
+
+    def find_quarantined(
+        self, *, provider: str, service: str, source: str, body: bytes | str
+    ) -> int | None:
+        """Return the id of a quarantined copy of this exact body, if one is kept already.
+
+        A poison message redelivered after its quarantine committed but before it was
+        acknowledged (a crash in between) is then not kept twice.
+        """
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogateescape")
+        row = self.conn.execute(
+            "SELECT id FROM quarantine WHERE provider = ? AND service = ? AND source = ?"
+            " AND body = ? ORDER BY id LIMIT 1",
+            (provider, service, source, body),
+        ).fetchone()
+        return row and row[0]
 
     def quarantined(
         self, ids: Iterable[int] | None = None, *, pending_only: bool = True
