@@ -241,9 +241,10 @@ def test_quirks_are_tolerated():
     assert event.outputs[0]["Size"] == "1815321"  # kept as the provider gave it
 
 
-def test_unknown_event_types_are_kept_but_tied_to_no_job():
-    event = parse_doc({"EventType": "AIMediaDNAComplete", "VideoId": "v", "Status": "success"})
-    assert event.kind is None and event.event_type == "AIMediaDNAComplete"
+@pytest.mark.parametrize("event_type", ["SomeFutureComplete", "DeleteMediaComplete"])
+def test_unknown_event_types_are_kept_but_tied_to_no_job(event_type):
+    event = parse_doc({"EventType": event_type, "VideoId": "v", "Status": "success"})
+    assert event.kind is None and event.event_type == event_type
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,11 @@
 """ApsaraVideo VOD event notifications (HTTP callbacks and MNS queue messages).
 
-Reference: shared/reference/aliyun.md §1 (events), §2 (X-VOD-SIGNATURE).
+Every event that reports on a job (transcode, snapshot, dynamic image, AI jobs, uploads,
+analysis, live recording, production) becomes or settles one; events that confirm a
+media-management call (DeleteMediaComplete, MediaBaseChangeComplete, CreateAuditComplete)
+and unknown types are stored, tied to no job. A failure is read from `Status`, from an
+error code (`ErrorCode`, or `Code` on AI events, other than `0`), and from each part's
+`Status` (streams, snapshots).
 """
 
 import hashlib
@@ -106,11 +111,17 @@ def _status(value: Any) -> str | None:
     return None
 
 
-def _outcome(top: str | None, parts: list[dict]) -> str:
-    """Settle a job from its top-level status and its parts' (streams, snapshots)."""
+def _code(doc: dict) -> str | None:
+    """Return the error code an event reports, or None (`0` is VOD's AI success code)."""
+    code = text(doc.get("ErrorCode")) or text(doc.get("Code"))
+    return None if code is None or code.lower() in ("0", "ok", "success") else code
+
+
+def _outcome(top: str | None, parts: list[dict], doc: dict | None = None) -> str:
+    """Settle a job from its top-level status, its error code and its parts' statuses."""
     ok = [p for p in parts if _status(p.get("Status")) == "success"]
-    bad = [p for p in parts if _status(p.get("Status")) == "fail"]
-    if top == "fail":
+    bad = [p for p in parts if _status(p.get("Status")) == "fail" or _code(p)]
+    if top == "fail" or (doc is not None and _code(doc)):
         return states.FAILED
     if bad:
         return states.PARTIAL if (ok or top == "success") else states.FAILED
@@ -119,14 +130,11 @@ def _outcome(top: str | None, parts: list[dict]) -> str:
 
 def _error(doc: dict, parts: list[dict]) -> dict:
     """Return the provider's error: the event's own, or the first failed part's."""
-    source = (
-        doc
-        if (doc.get("ErrorCode") or doc.get("ErrorMessage"))
-        else next((p for p in parts if _status(p.get("Status")) == "fail"), {})
-    )
+    failed = [p for p in parts if _status(p.get("Status")) == "fail" or _code(p)]
+    source = doc if (_code(doc) or doc.get("ErrorMessage")) else next(iter(failed), {})
     return {
-        "error_code": text(source.get("ErrorCode")),
-        "error_message": text(source.get("ErrorMessage")),
+        "error_code": _code(source),
+        "error_message": text(source.get("ErrorMessage")) or text(source.get("Message")),
     }
 
 
@@ -164,7 +172,7 @@ def _transcode_complete(doc: dict) -> dict:
     return {
         "kind": "preprocess" if preprocess else "transcode",
         "media_id": _video(doc),
-        "state": _outcome(top, streams),
+        "state": _outcome(top, streams, doc),
         "preprocess": preprocess,
         "outputs": tuple(_output(s, "FileUrl") for s in streams),
         **_error(doc, streams),
@@ -200,7 +208,7 @@ def _dynamic_image_complete(doc: dict) -> dict:
         "kind": "dynamic_image",
         "media_id": _video(doc),
         "provider_job_id": text(doc.get("JobId")) or text(info.get("JobId")),
-        "state": states.SUCCEEDED if top == "success" else states.FAILED,
+        "state": _outcome(top, [], doc),
         "outputs": (_output(info, "FileURL"),) if info else (),
         **_error(doc, []),
     }
@@ -220,7 +228,7 @@ def _snapshot_complete(doc: dict) -> dict:
         "kind": "snapshot" if (job_id or video) else None,
         "media_id": video,
         "provider_job_id": job_id,
-        "state": _outcome(_status(doc.get("Status")), infos),
+        "state": _outcome(_status(doc.get("Status")), infos, doc),
         "outputs": tuple(outputs),
         **_error(doc, infos),
     }
@@ -236,7 +244,7 @@ def _upload(id_key: str, url_key: str, job: bool = False):
             "kind": "upload" if (media or job) else None,
             "media_id": media,
             "provider_job_id": text(doc.get("JobId")) if job else None,
-            "state": states.SUCCEEDED if top == "success" else states.FAILED,
+            "state": _outcome(top, [], doc),
             "outputs": ({"url": doc[url_key], "size": doc.get("Size")},)
             if doc.get(url_key)
             else (),
@@ -244,6 +252,61 @@ def _upload(id_key: str, url_key: str, job: bool = False):
         }
 
     return parse_upload
+
+
+def _data(value: Any) -> Any:
+    """An AI event's `Data`: documented as a JSON string, printed as an object once."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _ai_job(kind: str):
+    """AI jobs (review, video DNA, smart tags): JobId, MediaId, Status, Code/Message, Data."""
+
+    def parse_ai(doc: dict) -> dict:
+        top = _status(doc.get("Status"))
+        job_id = text(doc.get("JobId"))
+        if top is None and _code(doc) is None:
+            raise InvalidPayload(f"{doc.get('EventType')} without Status")
+        data = _data(doc.get("Data"))
+        return {
+            "kind": kind,
+            "provider_job_id": job_id,
+            "media_id": text(doc.get("MediaId")),
+            "state": _outcome(top, [], doc),
+            "outputs": ({"data": data},) if data not in (None, "", {}) else (),
+            **_error(doc, []),
+        }
+
+    return parse_ai
+
+
+def _media_job(kind: str, id_key: str, result_keys: tuple[str, ...], started: bool = False):
+    """A job known by its media only: analysis, live recording, production.
+
+    `started`: the event says the job began (LiveRecordVideoComposeStart), so success is
+    `processing`; the production's own ProduceMediaComplete settles it.
+    """
+
+    def parse_media(doc: dict) -> dict:
+        top = _status(doc.get("Status"))
+        if top is None and _code(doc) is None:
+            raise InvalidPayload(f"{doc.get('EventType')} without Status")
+        state = _outcome(top, [], doc)
+        result = {k: doc[k] for k in result_keys if doc.get(k) is not None}
+        return {
+            "kind": kind,
+            "media_id": _video({"VideoId": doc.get(id_key), "EventType": doc.get("EventType")}),
+            "state": states.PROCESSING if started and state == states.SUCCEEDED else state,
+            "outputs": (result,) if result else (),
+            **_error(doc, []),
+        }
+
+    return parse_media
 
 
 def _other(doc: dict) -> dict:
@@ -259,4 +322,20 @@ _PARSERS = {
     "FileUploadComplete": _upload("VideoId", "FileUrl"),
     "UploadByURLComplete": _upload("VideoId", "SourceURL", job=True),
     "ImageUploadComplete": _upload("ImageId", "FileURL"),
+    "AttachedMediaUploadComplete": _upload("AttachedMediaId", "FileURL"),
+    "AIMediaAuditComplete": _ai_job("ai_media_audit"),
+    "AIMediaDNAComplete": _ai_job("ai_media_dna"),
+    "AIVideoTagComplete": _ai_job("ai_video_tag"),
+    "VideoAnalysisComplete": _media_job(
+        "video_analysis", "VideoId", ("Width", "Height", "Duration", "Bitrate", "Fps", "Size")
+    ),
+    "AddLiveRecordVideoComplete": _media_job(
+        "live_record",
+        "VideoId",
+        ("StreamName", "DomainName", "AppName", "RecordStartTime", "RecordEndTime"),
+    ),
+    "LiveRecordVideoComposeStart": _media_job(
+        "produce_media", "VideoId", ("StreamName", "DomainName", "AppName"), started=True
+    ),
+    "ProduceMediaComplete": _media_job("produce_media", "MediaId", ("ProjectId",)),
 }
