@@ -101,10 +101,12 @@ _OK_CODES = frozenset({"", "0", "success", "ok"})
 
 def _failure(doc: dict, state: str | None) -> dict:
     """Return state/error of a notice: a failed state, or a code other than Success, fails."""
-    code = text(doc.get("Code")) or text(doc.get("code"))
+    # Keys come in both cases; they should agree, and if they do not, the failing one wins.
+    given = [c for c in (text(doc.get("Code")), text(doc.get("code"))) if c is not None]
+    bad = [c for c in given if c.lower() not in _OK_CODES]
+    code = bad[0] if bad else next(iter(given), None)
     msg = text(doc.get("Message")) or text(doc.get("msg")) or text(doc.get("Msg"))
-    bad_code = code is not None and code.lower() not in _OK_CODES
-    if state == states.FAILED or bad_code:
+    if state == states.FAILED or bad:
         return {
             "state": states.FAILED,
             "error_code": code or "Fail",

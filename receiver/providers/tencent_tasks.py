@@ -97,10 +97,12 @@ def message(obj: Any) -> str | None:
 
 
 def part_failed(part: Any) -> bool:
-    """Tell whether a nested element (a file, a snapshot, a subtask) reports a failure."""
-    return isinstance(part, Mapping) and (
-        error_code(part) is not None or status_word(part) in FAILED
-    )
+    """Tell whether a nested element (a file, a snapshot, a subtask) of a finished task did
+    not succeed: an error code, or a status word other than a success word."""
+    if not isinstance(part, Mapping):
+        return False
+    word = status_word(part)
+    return error_code(part) is not None or (word is not None and word not in DONE)
 
 
 def settle(task: Mapping, parts: Iterable[Any] = ()) -> dict:

@@ -13,7 +13,7 @@ envelope; both casings are read.
 from . import base as states
 from .base import InvalidPayload, compact, text
 from .tencent_procedure import v2_flow
-from .tencent_tasks import error_code, get, message, outputs, settle
+from .tencent_tasks import DONE, RUNNING, error_code, get, message, outputs, settle, status_word
 
 # eventType -> (kind, keys of the results, keys of elements with their own status).
 # The kinds are those of the API 3.0 twins, so both land on the same job.
@@ -41,7 +41,7 @@ def parse(doc: dict) -> dict:
     data, event_type = doc["data"], doc["eventType"]
     if event_type == "ProcedureStateChanged":
         fields = v2_flow(data)
-        envelope = error_code(doc)
+        envelope = _failure(doc)
         if envelope is not None:
             fields |= {
                 "state": states.FAILED,
@@ -70,15 +70,26 @@ def parse(doc: dict) -> dict:
     }
 
 
+def _failure(obj: dict) -> str | None:
+    """Return the failure a v2 envelope or `data` reports: an error code, or a status word
+    that is neither success nor progress (v2 completion events have no other words)."""
+    code = error_code(obj)
+    if code is not None:
+        return code
+    word = status_word(obj)
+    return word if word is not None and word not in DONE | RUNNING else None
+
+
 def _outcome(doc: dict, data: dict, parts: list) -> dict:
     """Settle from the envelope, then `data`, then the nested elements."""
-    envelope = error_code(doc)
-    if envelope is not None:
-        return {
-            "state": states.FAILED,
-            "error_code": envelope,
-            "error_message": message(doc) or message(data) or f"the event reported {envelope}",
-        }
+    for obj in (doc, data):
+        failure = _failure(obj)
+        if failure is not None:
+            return {
+                "state": states.FAILED,
+                "error_code": failure,
+                "error_message": message(obj) or message(data) or f"the event reported {failure}",
+            }
     return settle(data, parts)
 
 
