@@ -8,6 +8,7 @@ missing optional objects, null task objects, string numbers, unknown extra field
 import copy
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 from tencentcloud.vod.v20180717 import models
@@ -288,3 +289,9 @@ def test_task_detail_failures(spec):
 def test_task_detail_not_finished(spec, status, state):
     task_status = {"Status": status} if "Status" in answer(spec)[spec.detail[1]] else {}
     assert status_answers.tencent_task_detail(answer(spec, status, **task_status)).state == state
+
+
+def test_the_provider_docs_name_every_kind():
+    docs = (Path(__file__).parent.parent / "docs" / "providers.md").read_text(encoding="utf-8")
+    missing = sorted(s.kind for s in SPECS if f"`{s.kind}`" not in docs)
+    assert missing == []
