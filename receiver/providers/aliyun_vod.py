@@ -118,13 +118,19 @@ def _code(doc: dict) -> str | None:
 
 
 def _outcome(top: str | None, parts: list[dict], doc: dict | None = None) -> str:
-    """Settle a job from its top-level status, its error code and its parts' statuses."""
+    """Settle a job from its top-level status, its parts' statuses and its error code.
+
+    Top-level `success` with some failed parts is `partial` (the event's error code then
+    describes them); an error code that no failed part explains is a failure.
+    """
     ok = [p for p in parts if _status(p.get("Status")) == "success"]
     bad = [p for p in parts if _status(p.get("Status")) == "fail" or _code(p)]
-    if top == "fail" or (doc is not None and _code(doc)):
+    if top == "fail":
         return states.FAILED
     if bad:
         return states.PARTIAL if (ok or top == "success") else states.FAILED
+    if doc is not None and _code(doc):
+        return states.FAILED
     return states.SUCCEEDED
 
 
