@@ -314,24 +314,15 @@ def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
 
 
 def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):
-    app = make_app(
-        ALERT_WEBHOOK_URLS=[sink.url],
-        ALERT_GROUP_SECONDS=0,
-        DEADLINES={"default": 3600, "snapshot": 60},
-    )
-    job = ledger.begin_submission(
-        provider="aliyun",
-        service="vod",
-        kind="snapshot",
-        operation="aliyun.vod.SubmitSnapshotJob",
-        params={"VideoId": "v11"},
-        media_id="v11",
-    )
+    app = make_app(ALERT_WEBHOOK_URLS=[sink.url], ALERT_GROUP_SECONDS=0,
+                   DEADLINES={"default": 3600, "snapshot": 60})
+    job = ledger.begin_submission(provider="aliyun", service="vod", kind="snapshot",
+                                  operation="aliyun.vod.SubmitSnapshotJob",
+                                  params={"VideoId": "v11"}, media_id="v11")
     # Submitted two minutes ago, and nothing heard since.
-    ledger.conn.execute(
-        "UPDATE jobs SET submitted_at = ? WHERE id = ?",
-        ((datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), job["id"]),
-    )
+    ledger.conn.execute("UPDATE jobs SET submitted_at = ? WHERE id = ?",
+                        ((datetime.now(UTC) - timedelta(minutes=2)).strftime(
+                            "%Y-%m-%dT%H:%M:%S.000Z"), job["id"]))
     ledger.conn.commit()
     result = app.test_cli_runner().invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output
