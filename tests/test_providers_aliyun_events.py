@@ -116,9 +116,9 @@ def test_failure_by_error_code_only(name, key, value):
 
 
 @pytest.mark.parametrize("name", JOB_DOCS)
-def test_unknown_fields_and_millisecond_times(name):
-    doc = _doc(name) | {"AppId": "app-1000000", "Future": {"x": [1]}}
-    doc["EventTime"] = "2024-04-10T01:37:14:627Z"
+@pytest.mark.parametrize("when", ["2024-04-10T01:37:14:627Z", 1712713034627, "1712713034627"])
+def test_unknown_fields_and_millisecond_times(name, when):
+    doc = _doc(name) | {"AppId": "app-1000000", "Future": {"x": [1]}, "EventTime": when}
     event = parse(doc)
     assert event.state != "failed" and event.occurred_at == "2024-04-10T01:37:14.627Z"
 
