@@ -20,7 +20,7 @@ def parse_doc(doc: dict):
 
 
 def test_documented_signature_vector():
-    # reference/aliyun.md §2: md5sum(https://www.example.com/your/callback|1519375990|test123)
+    # the VOD documentation's vector: md5sum(https://www.example.com/your/callback|1519375990|test123)
     assert aliyun_vod.sign("https://www.example.com/your/callback", 1519375990, "test123") == (
         "c72b60894140fa98920f1279219b7ed4"
     )
@@ -101,9 +101,9 @@ def test_transcode_complete_sample():
     assert event.payload == fixture_bytes("aliyun_vod-TranscodeComplete.json").decode()
 
 
-def test_real_transcode_complete_trimmed_in_the_reference():
+def test_real_transcode_complete_as_printed_with_streams_elided():
     raw = fixture_bytes("aliyun_vod-TranscodeComplete-real.txt")
-    with pytest.raises(InvalidPayload):  # the reference elides two streams with "..."
+    with pytest.raises(InvalidPayload):  # the printed sample elides two streams with "..."
         aliyun_vod.parse(raw)
     event = aliyun_vod.parse(raw.replace(b", ...]}", b"]}"))
     assert event.state == "succeeded" and event.outputs[0]["Encrypt"] is True
