@@ -10,9 +10,13 @@ a poll answer must match the job it was asked for, never make a new one.
 | aliyun vod transcode | ListTranscodeTask(VideoId), then GetTranscodeTask of the newest task |
 | aliyun vod preprocess | GetVideoInfo(VideoId) (its `PreprocessStatus`) |
 | tencent vod procedure | GetTaskInfo (v2) if submitted with RunProcedure, else DescribeTaskDetail |
+| tencent vod, any other kind with a task id | DescribeTaskDetail(TaskId) |
 
 VOD dynamic-image jobs have no status API in the VOD API reference; their
-DynamicImageComplete notice or their deadline settles them.
+DynamicImageComplete notice or their deadline settles them. Tencent DescribeTaskDetail
+answers for every task type the receiver's task table reads (transcode, clip, concat,
+snapshot, image sprite, pull, edit/compose/split media, ...); the kinds below are the
+Tencent jobs whose id is not a task id, or whose task type it does not answer for.
 """
 
 import json
@@ -26,6 +30,8 @@ READ_BUDGET_S = 10.0  # one poll may take this long, retries included
 # Reads may be repeated; a throttled poll is not retried here: reconcile leaves the whole API
 # alone for a while instead.
 POLITE = {"idempotent": True, "retry_throttled": False}
+# media_cast: its id is a CastId; reduce_media_bitrate: DescribeTaskDetail's object is void.
+TENCENT_UNPOLLED = frozenset({"upload", "media_cast", "reduce_media_bitrate"})
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,8 @@ def plan_poll(job: dict) -> Poll | None:
         return Poll("aliyun", "aliyun.vod", "GetTranscodeTask", {"VideoId": media, "PageSize": 50})
     if key == ("aliyun", "vod", "preprocess") and media:
         return Poll("aliyun", "aliyun.vod", "GetVideoInfo", {"VideoId": media})
-    if key == ("tencent", "vod", "procedure") and job_id:
-        if job.get("operation") == "tencent.vod.RunProcedure":
+    if key[:2] == ("tencent", "vod") and job_id and key[2] not in TENCENT_UNPOLLED:
+        if key[2] == "procedure" and job.get("operation") == "tencent.vod.RunProcedure":
             return Poll("tencent_v2", "tencent.v2", "GetTaskInfo", {"vodTaskId": job_id})
         return Poll("tencent_api", "tencent.api", "DescribeTaskDetail", {"TaskId": job_id})
     return None
