@@ -10,9 +10,7 @@ import io
 import json
 import logging
 import os
-import random
 import signal
-import socket
 import threading
 import time
 
@@ -20,7 +18,8 @@ import pytest
 
 from receiver.logs import JSONFormatter, redact
 from tests.conftest import OPS_TOKEN, fixture_json, free_port, vod_headers
-from tests.proxy import request, wait_until_serving
+from tests.proxy import alive, children, request, wait_until_serving
+from tests.slow_clients import SlowClients, raw_request
 
 pytestmark = pytest.mark.slow
 VOD = "/hooks/aliyun/vod"
@@ -100,28 +99,6 @@ def test_behind_nginx_the_ops_surface_answers_with_the_token(proxied):
     assert status == 200, body
 
 
-def raw_request(target: str, data: bytes, timeout: float = 5) -> bytes:
-    """Send raw bytes (a request no HTTP client would build); return what comes back."""
-    if target.startswith("unix:"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = target[5:]
-    else:
-        host, port = target.removeprefix("http://").rsplit(":", 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = (host, int(port))
-    with sock:
-        sock.settimeout(timeout)
-        sock.connect(address)
-        sock.sendall(data)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except TimeoutError:
-            pass
-        return answer
-
-
 TENCENT = "/hooks/tencent/vod"
 SECRET = HOOK_TOKEN.encode()
 HOSTILE_TARGETS = [
@@ -146,6 +123,13 @@ def send_hostile_requests(target: str) -> None:
             b'User-Agent: a"b\\c\xff\r\nContent-Type: application/json\r\n'
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
         )
+    # a body over the limit (nginx logs these as errors, request line included)
+    raw_request(
+        target,
+        b"POST /hooks/tencent/vod?token=" + SECRET + b" HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\nContent-Length: 2000000\r\n\r\n{}",
+        1,
+    )
     # a request line that never ends, and a header line over gunicorn's limit
     raw_request(target, b"GET /healthz?token=" + SECRET + b" HTTP/1.1\r\nX: " + b"y" * 9000, 1)
     raw_request(target, b"GET /healthz?token=" + SECRET + b"x" * 9000 + b" HTTP/1.1\r\n\r\n")
@@ -229,63 +213,6 @@ def test_redact(text, expected):
     assert redact(text) == expected
 
 
-class SlowClients:
-    """`count` connections that each send one more byte of a request every `interval` s.
-
-    `headers`: the header section never ends; `body`: headers complete, the body trickles.
-    A connection the server closes is opened again, so the pressure holds.
-    """
-
-    def __init__(self, address: tuple[str, int], count: int, mode: str, interval: float = 2):
-        start = b"POST /hooks/aliyun/vod HTTP/1.1\r\nHost: x\r\n"
-        if mode == "headers":
-            self.opening = start + b"X-Slow: "
-        else:
-            self.opening = (
-                start + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
-            )
-        self.address, self.count, self.interval = address, count, interval
-        self.socks: list[socket.socket | None] = [None] * count
-        self.due = [0.0] * count
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _open(self, i: int) -> None:
-        sock = socket.create_connection(self.address, timeout=5)
-        sock.sendall(self.opening)
-        self.socks[i] = sock
-        self.due[i] = time.monotonic() + random.uniform(0, self.interval)
-
-    def __enter__(self):
-        for i in range(self.count):
-            self._open(i)
-        self.thread.start()
-        return self
-
-    def _run(self):
-        while not self.stopping.wait(0.02):
-            now = time.monotonic()
-            for i, sock in enumerate(self.socks):
-                if self.due[i] > now:
-                    continue
-                try:
-                    sock.send(b"a")
-                    self.due[i] = now + self.interval
-                except OSError:
-                    sock.close()
-                    try:
-                        self._open(i)
-                    except OSError:
-                        self.due[i] = now + self.interval
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-        for sock in self.socks:
-            if sock is not None:
-                sock.close()
-
-
 def probe(base: str, seconds: float, limit: float = 3) -> list[tuple[str, int, float]]:
     """Call /healthz and send a signed callback in turn for `seconds`; (what, status, s)."""
     results = []
@@ -333,27 +260,6 @@ def test_slow_clients_do_not_starve_callbacks_behind_nginx(mode, proxied, servic
     assert len(results) >= 20, "too few probes to mean anything"
     assert {status for _, status, _ in results} == {200}, summary(results)
     assert max(s for _, _, s in results) < 1.0, summary(results)
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_master_killed_hard_is_replaced_at_once_on_the_same_port(service):
