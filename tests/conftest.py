@@ -24,6 +24,8 @@ from receiver import create_app
 from receiver.db import close_ledgers
 from store import migrate, open_ledger
 
+pytest_plugins = ["tests.proxy"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 CALLBACK_URL = "https://media.example.com/hooks/aliyun/vod"
