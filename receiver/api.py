@@ -217,7 +217,7 @@ def _replayed_answer(result):
     if result.ok:
         del fields["error"]
     else:
-        fields = {k: fields[k] for k in ("id", "ok", "status", "error")}
+        fields = {k: fields[k] for k in ("id", "ok", "status", "error") if k in fields}
     return jsonify(fields)
 
 

@@ -62,7 +62,7 @@ class ReplayResult:
         """Return the result as JSON-ready fields (problem omitted: callers map it)."""
         out = asdict(self)
         del out["problem"]
-        if self.target == "events":
+        if self.status is None:  # a stored event, or a body that does not exist
             del out["status"]
         return out
 
