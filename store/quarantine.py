@@ -289,7 +289,7 @@ class QuarantineStore:
         sql = f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(where)}"
         return self.conn.execute(sql, params).fetchone()[0]
 
-    def last_id(self, target: str) -> int:
+    def replay_bound(self, target: str) -> int:
         """Return the highest id of `quarantine` or `events` (0 when empty): a run's bound."""
         if target not in TARGETS:
             raise BadQuery(f"target must be one of {', '.join(TARGETS)}")
