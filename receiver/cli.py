@@ -118,8 +118,11 @@ def _print_replayed(result) -> None:
     """Print one replayed item as a JSON line, or why it failed on stderr."""
     label = "quarantine" if result.target == "quarantine" else "event"
     if not result.ok:
-        what = "still unparseable" if result.problem == "unparseable" else "not replayed"
-        click.echo(f"{label} {result.id}: {what}: {result.error}", err=True)
+        if result.problem == "unparseable":
+            why = "still unparseable: " + result.error.removeprefix("does not parse: ")
+        else:
+            why = f"not replayed: {result.error}"
+        click.echo(f"{label} {result.id}: {why}", err=True)
         return
     key = "quarantine_id" if result.target == "quarantine" else "replay_of"
     line = {key: result.id, **result.as_dict()}
