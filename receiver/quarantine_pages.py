@@ -160,7 +160,8 @@ def _hidden_fields(described: dict) -> list[tuple[str, str]]:
 def bulk_replay():
     """Choose what to replay, and see how many items that is before confirming."""
     selection, matched, error = None, None, None
-    if request.args:
+    given = {key for key, value in request.args.items(multi=True) if value}
+    if (given and given != {"target"}) or request.args.get("target") == "quarantine":
         try:
             selection = replay.selection_from(_selection_doc(request.args))
             matched = replay.count(get_ledger(), selection)

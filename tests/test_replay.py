@@ -175,6 +175,8 @@ def test_pages_say_when_a_replay_changed_nothing(client):
     text = result.get_data(as_text=True)
     assert "0 changed, 1 unchanged" in text and "Nothing changed" in text
     assert "changed nothing" in text
+    chooser = client.get("/replay?target=events")  # the link from the quarantine page
+    assert chooser.status_code == 200 and 'id="confirm"' not in chooser.get_data(as_text=True)
     bad = client.get("/replay?target=events&provider=amazon")
     assert bad.status_code == 400 and "provider must be one of" in bad.get_data(as_text=True)
 
