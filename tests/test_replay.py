@@ -216,8 +216,8 @@ def test_cli_filters_events_and_dry_run(runner, client):
     ("args", "named"),
     [
         (["replay"], "--quarantined"),
-        (["replay", "--quarantined", "--event-type", "X"], "event-type"),
-        (["replay", "--since", "soon", "--all"], "since"),
+        (["replay", "--quarantined", "--event-type", "X"], "event-type filters stored events"),
+        (["replay", "--since", "soon", "--all"], "since is not an ISO 8601 time"),
         (["replay", "--provider", "amazon"], "provider must be one of"),
         (["replay", "--provider", "aliyun", "5"], "not both"),
     ],
