@@ -46,7 +46,12 @@ def init_db():
 @click.command("replay")
 @click.option("--quarantined", is_flag=True, help="Replay quarantined bodies instead of events.")
 @click.option("--provider", multiple=True, metavar="NAME", help="aliyun or tencent (repeatable).")
-@click.option("--service", multiple=True, metavar="NAME", help="vod, mps, live; mns (repeatable).")
+@click.option(
+    "--service",
+    multiple=True,
+    metavar="NAME",
+    help="vod, mps or live; mns for quarantined MNS bodies (repeatable).",
+)
 @click.option("--source", multiple=True, metavar="NAME", help="http, mns or pull (repeatable).")
 @click.option(
     "--event-type", multiple=True, metavar="TYPE", help="Stored events of this type (repeatable)."
@@ -85,12 +90,16 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
         "until": options["until"],
         "all": options["everything"],
     }
+    narrowed = any(doc[k] for k in ("provider", "service", "source", "event_type", "since"))
+    if not (quarantined or ids or narrowed or doc["until"] or doc["all"]):
+        raise click.UsageError("give event IDS, a filter, --all, or --quarantined")
     try:
         selection = replaying.selection_from(doc)
     except replaying.BadSelection as e:
-        if not quarantined and "all:" in str(e):
-            raise click.UsageError("give event IDS, a filter, --all, or --quarantined") from None
-        raise click.UsageError(str(e).replace("_", "-", 1)) from None
+        # The message starts with the parameter's name: say it as the option is spelled.
+        name, _, rest = str(e).partition(" ")
+        name = "IDS:" if name == "ids:" else "--" + name.replace("_", "-")
+        raise click.UsageError(f"{name} {rest}") from None
     stderr = sys.stderr  # read now: a test runner swaps it per invocation
     with ledger() as led:
         if dry_run:
