@@ -1,4 +1,5 @@
-"""The JSON API over the ledger: jobs, one job with its events, stats, and submitting jobs.
+"""The JSON API over the ledger: jobs, one job with its events, stats, submitting jobs, and
+the quarantine with single and bulk replay (docs/replay.md).
 
 Answers of `POST /api/jobs`:
 
@@ -23,10 +24,12 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
+from store.quarantine import QuarantineConflict
 from store.reads import FILTERS, BadQuery
 from submitter import NotConfigured, Submission, UsageError, submit
 from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR
 
+from . import replay
 from .auth import require_ops
 from .db import get_ledger
 from .errors import error_response
@@ -224,9 +227,7 @@ def _replayed_answer(result):
 @bp.post(f"/quarantine/<{ROW_ID}:quarantine_id>/replay")
 def replay_quarantined(quarantine_id: int):
     """Parse one quarantined body again and record it; it stays waiting if it still fails."""
-    from .replay import replay_quarantined as replay_one
-
-    result = replay_one(get_ledger(), quarantine_id)
+    result = replay.replay_quarantined(get_ledger(), quarantine_id)
     log.info("api.quarantine-replay", extra={"quarantine_id": quarantine_id, "ok": result.ok})
     return _replayed_answer(result)
 
@@ -234,8 +235,6 @@ def replay_quarantined(quarantine_id: int):
 @bp.post(f"/quarantine/<{ROW_ID}:quarantine_id>/discard")
 def discard_quarantined(quarantine_id: int):
     """Mark one quarantined body discarded (it is kept); say who and when."""
-    from store.quarantine import QuarantineConflict
-
     try:
         item = get_ledger().discard_quarantined(quarantine_id, by=ops_principal())
     except QuarantineConflict as e:
@@ -253,8 +252,6 @@ def bulk_replay():
     Body: {"target": "quarantine" | "events", "provider", "service", "source",
     "event_type", "since", "until", "ids", "all", "after", "through", "limit", "dry_run"}.
     """
-    from . import replay
-
     doc = request.get_json(silent=True)
     if doc is None and not request.get_data():
         doc = {}
