@@ -52,6 +52,27 @@ def get_writer() -> GroupWriter:
     return writer_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
 
 
+def forget_ledger(ledger: Ledger | None = None) -> None:
+    """Close and drop this thread's cached connection (the request's, by default).
+
+    Called after the ledger failed, so the next request starts from a fresh connection:
+    one opened to a since replaced file, or left in a failed state, is never reused.
+    """
+    ledger = ledger if ledger is not None else g.pop("ledger", None)
+    cache = getattr(_local, "ledgers", None)
+    if ledger is None or cache is None or getattr(_local, "pid", None) != os.getpid():
+        return
+    for key, cached in list(cache.items()):
+        if cached is ledger:
+            del cache[key]
+    try:
+        if ledger.conn.in_transaction:
+            ledger.conn.rollback()
+        ledger.close()
+    except sqlite3.Error:
+        pass
+
+
 def close_ledgers() -> None:
     """Close this thread's cached connections and the process's writers (tests, exit)."""
     close_writers()
@@ -66,7 +87,10 @@ def close_ledgers() -> None:
 def _end_request(exc: BaseException | None) -> None:
     ledger = g.pop("ledger", None)
     if ledger is not None and ledger.conn.in_transaction:
-        ledger.conn.rollback()  # never carry a half-done transaction into the next request
+        try:
+            ledger.conn.rollback()  # never carry a half-done transaction into the next request
+        except sqlite3.Error:
+            forget_ledger(ledger)
 
 
 def init_app(app: Flask) -> None:

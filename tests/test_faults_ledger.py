@@ -1,0 +1,227 @@
+"""The ledger under faults: concurrent migrations, a broken writer lock, and a ledger file
+deleted, replaced or made read-only under the running service.
+
+The service runs for real (gunicorn with the project's config, loopback only). The promise
+checked throughout: no notice is answered 200 unless it is in the ledger file at the
+configured path afterwards; while the ledger cannot take writes the answer is 503 within
+a bounded time, and the service recovers once the cause is gone.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from receiver.providers import aliyun_vod
+from receiver.workers.batch import Delivery, Fatal, apply_batch
+from store import open_ledger
+from store.errors import LedgerUnavailable, classify
+from tests.conftest import (
+    AUTH_KEYS,
+    CALLBACK_URL,
+    OPS_TOKEN,
+    ROOT,
+    SIGN_KEY,
+    fixture_json,
+    free_port,
+    http,
+    vod_headers,
+)
+
+VOD = "/hooks/aliyun/vod"
+NOBODY = 65534
+
+
+def notice(video: str) -> bytes:
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    doc.update(VideoId=video, EventTime="2026-11-21T00:00:00Z")
+    return json.dumps(doc).encode()
+
+
+def post(base: str, video: str, timeout: float = 20) -> tuple[int, dict | str]:
+    try:
+        return http("POST", base + VOD, notice(video), vod_headers(), timeout=timeout)
+    except OSError as e:  # refused, reset, or timed out: not a 200
+        return 0, str(e)
+
+
+def videos_in(db: Path) -> set[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return {r[0] for r in conn.execute("SELECT media_id FROM jobs")}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def workdir():
+    """A directory an unprivileged user can reach (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="jobledger-faults-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def service(workdir):
+    """Start and stop gunicorn with the project's config; optionally as an unprivileged user."""
+    running = {}
+
+    def start(db: Path, workers: int = 1, as_user: int | None = None) -> str:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+        env.update(
+            PORT=str(port),
+            HOST="127.0.0.1",
+            WEB_CONCURRENCY=str(workers),
+            PROMETHEUS_MULTIPROC_DIR=str(workdir / f"metrics-{port}"),
+            PYTHONDONTWRITEBYTECODE="1",
+            RECEIVER_DATABASE=str(db),
+            RECEIVER_ALIYUN_VOD_CALLBACK_URL=CALLBACK_URL,
+            RECEIVER_ALIYUN_VOD_AUTH_KEYS=",".join(AUTH_KEYS),
+            RECEIVER_TENCENT_VOD_SIGN_KEY=SIGN_KEY,
+            RECEIVER_OPS_TOKEN=OPS_TOKEN,
+        )
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+        if as_user is not None:
+            if os.geteuid() != 0 or not shutil.which("setpriv"):
+                pytest.skip("needs root and setpriv to run the service as another user")
+            ids = [f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"]
+            command = ["setpriv", *ids, *command]
+        log_path = workdir / f"gunicorn-{port}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        running[base] = (proc, log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(log_path.read_text())
+            try:
+                if http("GET", base + "/healthz", timeout=1)[0] == 200:
+                    return base
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("gunicorn did not answer /healthz within 20 s")
+
+    def stop(base: str) -> None:
+        proc, log = running.pop(base)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    start.stop = stop
+    yield start
+    for base in list(running):
+        stop(base)
+
+
+class Senders:
+    """Threads posting distinct signed notices until stopped; every answer is kept."""
+
+    def __init__(self, base: str, threads: int = 6):
+        self.base, self.answers, self.lock = base, [], threading.Lock()
+        self.stopped, self.count = threading.Event(), 0
+        self.threads = [threading.Thread(target=self._send, args=(k,)) for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _send(self, k: int) -> None:
+        i = 0
+        while not self.stopped.is_set():
+            video = f"load-{k}-{i}"
+            started = time.monotonic()
+            status, body = post(self.base, video)
+            with self.lock:
+                self.answers.append((started, time.monotonic(), video, status, body))
+            i += 1
+
+    def wait_for(self, n: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.answers) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.answers) >= n, f"only {len(self.answers)} answers in {timeout} s"
+
+    def stop(self) -> list:
+        self.stopped.set()
+        for t in self.threads:
+            t.join(timeout=60)
+        return list(self.answers)
+
+
+# -- the error vocabulary -------------------------------------------------------------------
+
+
+def test_errors_are_classified_by_the_drivers_code_not_by_words(db_path):
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(db_path, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            other.execute("SELECT * FROM no_such_table")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        other.close()
+    assert classify(busy.value).reason == "busy"
+    assert "SQLITE_BUSY" in str(classify(busy.value))
+    assert classify(missing.value) is None  # retrying cannot create a table
+    assert classify(sqlite3.OperationalError("database is locked")) is None  # no code: no guess
+    assert classify(ValueError("disk I/O error")) is None
+    gone = LedgerUnavailable("the ledger file was replaced", "replaced")
+    assert classify(gone) is gone
+
+
+def _deliveries(n: int) -> list[Delivery]:
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    return [Delivery(json.dumps(dict(doc, VideoId=f"q-{i}")), i, {}) for i in range(n)]
+
+
+def _apply(ledger, deliveries):
+    return apply_batch(
+        ledger,
+        deliveries,
+        parse=aliyun_vod.parse,
+        source="mns",
+        auth="signature",
+        quarantine_as=("aliyun", "vod"),
+        prefix="test",
+    )
+
+
+def test_a_consumer_defers_a_batch_while_the_ledger_is_busy(db_path):
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with open_ledger(db_path) as ledger:
+            ledger.conn.execute("PRAGMA busy_timeout=50")
+            deliveries = _deliveries(3)
+            out = _apply(ledger, deliveries)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert out.done == [] and out.deferred == deliveries  # nothing acknowledged
+
+
+def test_a_consumer_stops_when_a_notice_can_be_neither_recorded_nor_quarantined(db_path):
+    with open_ledger(db_path) as ledger:
+        ledger.conn.execute("DROP TABLE quarantine")
+        ledger.conn.execute("DROP TABLE events")
+        with pytest.raises(Fatal, match="cannot quarantine"):
+            _apply(ledger, _deliveries(2))  # not deferred forever: a missing table stays
