@@ -8,8 +8,11 @@ cost several times more per row and are kept for migrations and admin work.
 """
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 from . import states
+from .errors import classify
 from .ids import new_id, utcnow
 from .migrations import migrations
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
@@ -126,12 +130,43 @@ def _new_job(
 
 
 def migrate(path: str | Path) -> list[str]:
-    """Create or migrate the ledger at `path`; return the names of the migrations applied."""
+    """Create or migrate the ledger at `path`; return the names of the migrations applied.
+
+    Safe to run several times at once (a release step on two hosts, or twice): runs take
+    turns on an flock of `<ledger>-migrate.lock`, so the second finds nothing pending.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Database(connect(path), execute_plugins=False) as db:
-        pending = [m.name for m in migrations.pending(db)]
-        migrations.apply(db)
+    with _exclusive(f"{path}-migrate.lock"):
+        with Database(connect(path), execute_plugins=False) as db:
+            _enable_wal(db.conn)
+            pending = [m.name for m in migrations.pending(db)]
+            migrations.apply(db)
     return pending
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching to WAL needs the file to itself, and SQLite does not wait for that: a
+    # service worker reading the ledger at that moment makes it fail at once with
+    # SQLITE_BUSY. Migrations run rarely, so retry for a bounded time.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=wal")
+            return
+        except sqlite3.OperationalError as e:
+            if classify(e) is None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def ledger_problem(path: str | Path) -> str | None:

@@ -225,3 +225,40 @@ def test_a_consumer_stops_when_a_notice_can_be_neither_recorded_nor_quarantined(
         ledger.conn.execute("DROP TABLE events")
         with pytest.raises(Fatal, match="cannot quarantine"):
             _apply(ledger, _deliveries(2))  # not deferred forever: a missing table stays
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+def init_db(db_path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env["RECEIVER_DATABASE"] = str(db_path)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(5))
+def test_concurrent_init_db_runs_all_succeed_and_apply_each_migration_once(tmp_path, round_):
+    db = tmp_path / "fresh" / "ledger.db"
+    procs = [init_db(db) for _ in range(4)]
+    outputs = [(p.wait(timeout=60), p.stdout.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+    assert [rc for rc, _ in outputs] == [0] * 4, outputs
+    applied = [out for _, out in outputs if "applied" in out]
+    assert len(applied) == 1, outputs  # one run migrated, the others found it up to date
+    conn = sqlite3.connect(db)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
+        assert len(names) == len(set(names)) and "0005_retention" in names
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
