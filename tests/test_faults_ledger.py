@@ -7,6 +7,7 @@ configured path afterwards; while the ledger cannot take writes the answer is 50
 a bounded time, and the service recovers once the cause is gone.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -23,8 +24,9 @@ import pytest
 
 from receiver.providers import aliyun_vod
 from receiver.workers.batch import Delivery, Fatal, apply_batch
-from store import open_ledger
+from store import migrate, open_ledger
 from store.errors import LedgerUnavailable, classify
+from store.writer import GroupWriter
 from tests.conftest import (
     AUTH_KEYS,
     CALLBACK_URL,
@@ -262,3 +264,74 @@ def test_concurrent_init_db_runs_all_succeed_and_apply_each_migration_once(tmp_p
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+# -- the writer's lock ----------------------------------------------------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+def test_an_unopenable_writer_lock_is_503_at_once_and_the_writer_recovers(service, workdir):
+    db = workdir / "ledger.db"
+    migrate(db)
+    lock = Path(f"{db}-writer.lock")
+    lock.mkdir()  # as root, mode bits deny nothing: a directory cannot be opened for writing
+    base = service(db, workers=1)  # four threads: more callbacks than threads at once
+
+    results, threads = [], []
+    for i in range(12):
+        t = threading.Thread(target=lambda i=i: results.append(post(base, f"locked-{i}")))
+        threads.append(t)
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 12
+    for status, body in results:
+        assert status == 503, (status, body)
+        assert "writer.lock" in body["error"]
+    started = time.monotonic()
+    assert http("GET", base + "/healthz", timeout=5)[0] == 200
+    assert time.monotonic() - started < 2
+    assert videos_in(db) == set()
+
+    lock.rmdir()  # the cause is gone: the same worker takes notices again, no restart
+    for i in range(12):
+        status, body = post(base, f"locked-{i}")
+        assert status == 200, body
+    assert videos_in(db) == {f"locked-{i}" for i in range(12)}
+
+
+@pytest.mark.faults
+def test_a_writer_held_off_its_lock_answers_within_the_bound(db_path):
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    event = [aliyun_vod.parse(json.dumps(dict(doc, VideoId=f"held-{i}"))) for i in range(3)]
+    writer = GroupWriter(db_path, wait_s=1.0)
+    fd = os.open(f"{db_path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process's writer, stuck
+        errors = {}
+
+        def send(i):
+            try:
+                writer.record_event(event[i], source="http", verified=True)
+            except LedgerUnavailable as e:
+                errors[i] = (str(e), time.monotonic() - started)
+
+        started = time.monotonic()
+        first = threading.Thread(target=send, args=(0,))
+        first.start()
+        while not writer._queue.empty():  # the writer took the first notice up
+            time.sleep(0.01)
+        second = threading.Thread(target=send, args=(1,))
+        second.start()
+        first.join(10)
+        second.join(10)
+        assert set(errors) == {0, 1}
+        assert all(took < 5 for _, took in errors.values()), errors
+        assert "may still be recorded" in errors[0][0]  # in the batch waiting for the lock
+        assert "may still be recorded" not in errors[1][0]  # withdrawn before it was taken
+    finally:
+        os.close(fd)
+    assert writer.record_event(event[2], source="http", verified=True).state == "succeeded"
+    writer.close()
+    assert videos_in(db_path) == {"held-0", "held-2"}
