@@ -14,6 +14,7 @@ import threading
 from flask import Flask, current_app, g
 
 from store import Ledger, ledger_problem, open_ledger
+from store.errors import LedgerUnavailable
 from store.writer import GroupWriter, close_writers, writer_for
 
 _local = threading.local()
@@ -24,9 +25,19 @@ class LedgerNotReady(RuntimeError):
 
 
 def get_ledger() -> Ledger:
-    """Return this thread's ledger for the app's DATABASE."""
+    """Return this thread's ledger for the app's DATABASE, checked to still be the file there.
+
+    :raises LedgerUnavailable: the file was deleted or replaced since the connection was
+      opened (the connection is dropped: the next request opens the file now there)
+    """
     if "ledger" not in g:
-        g.ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+        ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+        try:
+            ledger.conn.check_identity()  # one stat per request
+        except LedgerUnavailable:
+            forget_ledger(ledger)
+            raise
+        g.ledger = ledger
     return g.ledger
 
 

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 from . import states
-from .errors import classify
+from .errors import LedgerUnavailable, classify
+from .identity import LedgerConnection, refuse_if_gone
 from .ids import new_id, utcnow
 from .migrations import migrations
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
@@ -79,13 +80,31 @@ def write_transaction(db: Database) -> Iterator[Database]:
     db.commit()
 
 
-def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
+def connect(
+    path: str | Path, durability: str = "normal", *, create: bool = False
+) -> sqlite3.Connection:
     """Open a connection with the ledger's pragmas (WAL is a property of the file, set once).
+
+    The file is opened read-write or not at all. SQLite would otherwise fall back to a
+    read-only connection, and create the `-wal` and `-shm` files with the read-only file's
+    mode, so that writes keep failing after the ledger is writable again; or create an
+    empty file where the ledger went missing. The connection remembers which file it
+    opened (`check_identity`, see store/identity.py).
 
     :param durability: `normal` survives a process crash; `full` fsyncs every commit so an
       acknowledged notice also survives a power loss
+    :param create: create the file if missing (migrations only)
     """
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    refuse_if_gone(str(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise LedgerUnavailable(
+            f"the ledger cannot take writes now: the file {path} is not writable", "read-only"
+        )
+    uri = Path(path).absolute().as_uri() + ("?mode=rwc" if create else "?mode=rw")
+    conn = sqlite3.connect(
+        uri, timeout=BUSY_TIMEOUT_S, check_same_thread=False, uri=True, factory=LedgerConnection
+    )
+    conn.remember_file(str(path))
     conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
     conn.execute("PRAGMA temp_store=MEMORY")
     # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
@@ -137,7 +156,7 @@ def migrate(path: str | Path) -> list[str]:
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(f"{path}-migrate.lock"):
-        with Database(connect(path), execute_plugins=False) as db:
+        with Database(connect(path, create=True), execute_plugins=False) as db:
             _enable_wal(db.conn)
             pending = [m.name for m in migrations.pending(db)]
             migrations.apply(db)
@@ -174,7 +193,10 @@ def ledger_problem(path: str | Path) -> str | None:
 
     A missing file must not be opened (SQLite would create an empty one), nor one with
     pending migrations: every write would fail on a missing table or column.
+
+    :raises LedgerUnavailable: this process saw the file deleted or replaced (store.identity)
     """
+    refuse_if_gone(str(path))
     if not Path(path).is_file():
         return f"no ledger at {path}: run `flask --app wsgi init-db`"
     with Database(connect(path), execute_plugins=False) as db:

@@ -161,6 +161,9 @@ class GroupWriter:
         conn, done = ledger.conn, []
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
+            # The path must still name the file this connection writes to, before and after
+            # the commit: a notice committed to a replaced or deleted file is not acked.
+            conn.check_identity()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for (event, source, verified, auth), future in items:
@@ -176,6 +179,7 @@ class GroupWriter:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            conn.check_identity()
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         return done

@@ -229,6 +229,17 @@ def test_a_consumer_stops_when_a_notice_can_be_neither_recorded_nor_quarantined(
             _apply(ledger, _deliveries(2))  # not deferred forever: a missing table stays
 
 
+def test_a_consumer_stops_when_its_ledger_file_was_replaced(db_path, tmp_path):
+    with open_ledger(db_path) as ledger:
+        fresh = tmp_path / "restored.db"
+        migrate(fresh)
+        os.replace(fresh, db_path)
+        with pytest.raises(Fatal, match="was replaced"):
+            _apply(ledger, _deliveries(2))  # nothing acknowledged into the old file
+    assert Path(f"{db_path}-replaced").exists()
+    assert videos_in(db_path) == set()
+
+
 # -- migrations -----------------------------------------------------------------------------
 
 
@@ -335,3 +346,93 @@ def test_a_writer_held_off_its_lock_answers_within_the_bound(db_path):
     assert writer.record_event(event[2], source="http", verified=True).state == "succeeded"
     writer.close()
     assert videos_in(db_path) == {"held-0", "held-2"}
+
+
+# -- the ledger file deleted, replaced or made read-only under load ---------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_ledger_deleted_or_replaced_under_load_is_503_until_cleaned_up(service, workdir, fault):
+    db = workdir / "ledger.db"
+    migrate(db)
+    base = service(db, workers=2)
+    senders = Senders(base)
+    senders.wait_for(40)
+    old = workdir / "old.db"
+    os.link(db, old)  # keep the old inode reachable, to read what was committed to it
+    if fault == "deleted":
+        db.unlink()
+    else:
+        fresh = workdir / "restored.db"
+        migrate(fresh)
+        os.replace(fresh, db)
+    broken_at = time.monotonic()
+    senders.wait_for(len(senders.answers) + 60)
+    answers = senders.stop()
+
+    ok_before = {v for s, e, v, status, _ in answers if status == 200 and s < broken_at}
+    after = [(v, status, body) for s, e, v, status, body in answers if s > broken_at]
+    assert ok_before and len(after) >= 30
+    for video, status, body in after:
+        assert status == 503, (video, status, body)  # never a 200 into a file nobody reads
+        assert f"was {fault}" in body["error"] or "-replaced exists" in body["error"], body
+    marker = Path(f"{db}-replaced")
+    assert marker.exists()
+    # A worker started now (gunicorn replacing one) must not take the old log for the new
+    # file's: the marker keeps the whole service refusing until an operator cleans up.
+    restarted = service(db, workers=1)
+    status, body = post(restarted, "during-cleanup")
+    assert status == 503 and "-replaced exists" in body["error"], body
+    service.stop(restarted)
+    service.stop(base)
+
+    # The operator's procedure (docs/faults.md): everything stopped, the old file's log
+    # goes with the old file, the marker is removed, then init-db and start.
+    for side in ("-wal", "-shm"):
+        if Path(f"{db}{side}").exists():
+            os.replace(f"{db}{side}", f"{old}{side}")
+    assert videos_in(old) >= ok_before  # acknowledged before the fault: in the old file
+    marker.unlink()
+    migrate(db)
+    assert videos_in(db) == set()  # nothing answered after the fault landed anywhere
+
+    base = service(db, workers=2)
+    for video, _, _ in after[:10]:
+        status, body = post(base, video)
+        assert status == 200, body
+    assert videos_in(db) == {video for video, _, _ in after[:10]}
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+def test_a_ledger_made_read_only_is_503_and_recovers_by_itself(service, workdir):
+    db = workdir / "ledger.db"
+    migrate(db)
+    os.chown(db, NOBODY, NOBODY)
+    base = service(db, workers=2, as_user=NOBODY)
+    db.chmod(0o444)  # before the service opened it: every connection opens now
+    senders = Senders(base)
+    senders.wait_for(40)
+    refused = list(senders.answers)
+    db.chmod(0o644)  # writable again: no restart
+    fixed_at = time.monotonic()
+    deadline = fixed_at + 20
+    while time.monotonic() < deadline:
+        with senders.lock:
+            recent = [a for a in senders.answers if a[0] > fixed_at]
+        if len(recent) >= 20 and all(a[3] == 200 for a in recent[-20:]):
+            break
+        time.sleep(0.05)
+    answers = senders.stop()
+
+    for _, _, video, status, body in refused:
+        assert status == 503, (video, status, body)
+        assert "cannot take writes" in body["error"], body
+    recent = [a for a in answers if a[0] > fixed_at]
+    assert len(recent) >= 20 and all(a[3] == 200 for a in recent[-20:]), recent[-20:]
+    ok = {a[2] for a in answers if a[3] == 200}
+    assert {a[3] for a in answers} <= {200, 503}
+    service.stop(base)
+    assert videos_in(db) == ok  # every 200 is in the file, and nothing refused is

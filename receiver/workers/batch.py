@@ -134,7 +134,9 @@ def apply_batch(
             d.error = f"parser error: {type(e).__name__}: {e}"
     recorded, events = [], [d.event for d in good]
     try:
+        _check_file(ledger)
         results = ledger.record_events(events, source=source, verified=True, auth=auth)
+        _check_file(ledger)
         recorded = list(zip(good, results, strict=True))
     except Exception as e:
         if _unavailable(e, prefix):
@@ -185,6 +187,12 @@ def apply_batch(
             out.done.append(d)
             out.quarantined += 1
     return out
+
+
+def _check_file(ledger: Ledger) -> None:
+    check = getattr(ledger.conn, "check_identity", None)
+    if check is not None:
+        check()
 
 
 def _unavailable(e: Exception, prefix: str) -> bool:
