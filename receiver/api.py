@@ -16,6 +16,7 @@ route" or "your ops token may not do this". The provider's HTTP status is in the
 """
 
 import logging
+import re
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
@@ -30,6 +31,7 @@ from .db import get_ledger
 from .errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 log = logging.getLogger("jobledger.api")
 
 
@@ -52,7 +54,9 @@ def _time_arg(name: str) -> datetime | None:
 def job_query() -> dict:
     """Read the contract's job filters from the query string (shared with the pages)."""
     raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit():
+    # ASCII digits only: isdigit() also takes "²", which int() refuses; and a bounded length,
+    # as int() refuses more than 4300 digits
+    if not _WHOLE.fullmatch(raw_limit):
         raise BadRequest("limit must be a whole number")
     return {
         "filters": {f: request.args.getlist(f) for f in FILTERS if request.args.getlist(f)},

@@ -73,18 +73,26 @@ def _durability(value: str) -> str:
     return lowered
 
 
+def _whole(value: str) -> int | None:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    value = value.strip()
+    return int(value) if re.fullmatch(r"[0-9]{1,12}", value) else None
+
+
 def _positive_int(value: str) -> int | None:
     if not value.strip():
         return None
-    if not value.strip().isdigit() or int(value) < 1:
+    days = _whole(value)
+    if days is None or days < 1:
         raise ValueError("expected a whole number of days, at least 1")
-    return int(value)
+    return days
 
 
 def _seconds(value: str) -> int:
-    if not value.strip().isdigit():
+    seconds = _whole(value)
+    if seconds is None:
         raise ValueError("expected a whole number of seconds")
-    return int(value)
+    return seconds
 
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
@@ -101,9 +109,10 @@ def _deadlines(value: str) -> dict[str, int]:
     table = {}
     for item in _list(value):
         kind, sep, seconds = item.partition("=")
-        if not sep or not kind.strip() or not seconds.strip().isdigit():
-            raise ValueError(f"expected kind=seconds pairs, got {item!r}")
-        table[kind.strip()] = int(seconds)
+        number = _whole(seconds)
+        if not sep or not kind.strip() or number is None:
+            raise ValueError(f"expected kind=seconds pairs, got {item[:40]!r}")
+        table[kind.strip()] = number
     table.setdefault("default", DEFAULT_DEADLINES["default"])
     return table
 

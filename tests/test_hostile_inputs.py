@@ -1,0 +1,119 @@
+"""Hostile input that reached a 500: digits that are not ASCII, time bounds at the ends of
+the calendar, JSON nested just shallow enough to parse, the Host header, settings' error
+messages, and methods Flask answers on its own.
+
+Every answer must be a deliberate 4xx (or a correct 200), never a 500 or a traceback.
+"""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from receiver.config import ConfigError, from_environ
+from tests.conftest import (
+    AUTH_KEYS,
+    CALLBACK_URL,
+    OPS_TOKEN,
+    SIGN_KEY,
+    assert_error_shape,
+    fixture_bytes,
+    fixture_json,
+    vod_headers,
+)
+
+VOD = "/hooks/aliyun/vod"
+TENCENT = "/hooks/tencent/vod"
+AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
+TRANSCODE = fixture_bytes("aliyun_vod-TranscodeComplete.json")
+# isdigit() is true for each, and int() refuses the first two and reads the last
+NOT_ASCII_DIGITS = ["²", "17²", "١٧٠٠٠٠٠٠٠٠"]
+
+
+def rows(ledger, table: str) -> int:
+    return ledger.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+# -- digits that are not ASCII ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stamp", ["²", "17²", "¹²³⁴⁵⁶⁷⁸⁹⁰"])
+def test_a_vod_timestamp_of_superscript_digits_is_401(client, ledger, stamp):
+    signature = hashlib.md5(f"{CALLBACK_URL}|{stamp}|{AUTH_KEYS[0]}".encode()).hexdigest()
+    headers = dict(vod_headers(), **{"X-VOD-TIMESTAMP": stamp, "X-VOD-SIGNATURE": signature})
+    response = client.post(VOD, data=TRANSCODE, headers=headers)
+    assert_error_shape(response, 401)
+    assert rows(ledger, "events") == rows(ledger, "quarantine") == 0
+
+
+@pytest.mark.parametrize("expiry", NOT_ASCII_DIGITS)
+def test_a_tencent_expiry_of_digits_that_are_not_ascii_is_401(client, ledger, expiry):
+    doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
+    sign = hashlib.md5(f"{SIGN_KEY}{expiry}".encode()).hexdigest()
+    body = json.dumps(dict(doc, Sign=sign, T=expiry), ensure_ascii=False).encode()
+    response = client.post(TENCENT, data=body)
+    assert_error_shape(response, 401)
+    assert rows(ledger, "events") == rows(ledger, "quarantine") == 0
+
+
+@pytest.mark.parametrize("limit", ["²", "%C2%B2", "１０", "9" * 5000, "-1", " 5"])
+def test_a_limit_that_is_not_ascii_digits_is_400(client, limit):
+    response = client.get(f"/api/jobs?limit={limit}", headers=AUTH)
+    assert_error_shape(response, 400)
+
+
+def test_the_pages_take_the_same_limit_check(client):
+    response = client.get("/jobs?limit=%C2%B2", headers=AUTH)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RETENTION_DAYS", "²"),
+        ("RETENTION_DAYS", "３"),
+        ("ALERT_GROUP_SECONDS", "⁶⁰"),
+        ("ALERT_GROUP_SECONDS", "9" * 5000),
+        ("DEADLINES", "default=²"),
+        ("DEADLINES", "snapshot=١٠"),
+    ],
+)
+def test_settings_of_digits_that_are_not_ascii_stop_start_up_by_name(name, value):
+    with pytest.raises(ConfigError, match=f"RECEIVER_{name} is malformed"):
+        from_environ({f"RECEIVER_{name}": value})
+
+
+# -- time bounds at the ends of the calendar --------------------------------------------------
+
+
+@pytest.fixture
+def two_jobs(client):
+    for name in ("aliyun_vod-TranscodeComplete.json", "aliyun_vod-SnapshotComplete.json"):
+        assert client.post(VOD, data=fixture_bytes(name), headers=vod_headers()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("until=9999-12-31T23:59:59.999999", 2),
+        ("until=9999-12-31T23:59:59.999999%2B00:00", 2),
+        ("until=9999-12-31T23:59:59-12:00", 2),
+        ("since=0001-01-01T00:00:00", 2),
+        ("since=0001-01-01T00:00:00%2B14:00", 2),
+        ("since=9999-12-31T23:59:59.999999", 0),
+        ("until=0001-01-01T00:00:00", 0),
+        ("until=1969-12-31T23:59:59Z", 0),
+    ],
+)
+def test_time_bounds_at_the_ends_of_the_calendar_filter(client, two_jobs, query, expected):
+    response = client.get(f"/api/jobs?{query}", headers=AUTH)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(response.get_json()["jobs"]) == expected
+
+
+def test_a_normal_time_window_still_finds_the_jobs(client, two_jobs):
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 60))
+    response = client.get(f"/api/jobs?since=2000-01-01T00:00:00Z&until={soon}Z", headers=AUTH)
+    assert response.status_code == 200
+    assert len(response.get_json()["jobs"]) == 2
