@@ -169,3 +169,43 @@ def test_json_nested_near_the_recursion_limit_is_400_and_quarantined(gunicorn_se
     assert done.returncode == 1, done.stderr  # some are still unparseable: said, not crashed
     assert "Traceback" not in done.stderr
     assert done.stderr.count("still unparseable") == 3 * len(depths)
+
+
+# -- the Host header without a token ---------------------------
+
+OPEN = {"/healthz", "/static/<path:filename>"}
+
+
+def ops_routes(app) -> list[tuple[str, str]]:
+    """(method, sample path) of every route of the ops surface, every method Flask answers."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule in OPEN or rule.rule.startswith("/hooks/"):
+            continue
+        values = {arg: "1" for arg in rule.arguments}
+        path = rule.build(values, append_unknown=False)[1]
+        out += [(method, path) for method in sorted(rule.methods)]
+    return out
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io", "localhost.evil.example"]
+)
+def test_without_a_token_only_loopback_host_names_reach_the_ops_surface(app, host):
+    client = app.test_client()
+    routes = ops_routes(app)
+    for method, path in routes:
+        response = client.open(path, method=method, headers={"Host": host})
+        assert response.status_code == 403, (method, path, host, response.status_code)
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1:5000", "[::1]:80"])
+def test_without_a_token_loopback_host_names_with_any_port_are_served(client, host):
+    assert client.get("/api/stats", headers={"Host": host}).status_code == 200
+    assert client.get("/metrics", headers={"Host": host}).status_code == 200
+    assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+def test_callbacks_take_any_host(client):
+    headers = dict(vod_headers(), Host="media.example.com")
+    assert client.post(VOD, data=TRANSCODE, headers=headers).status_code == 200
