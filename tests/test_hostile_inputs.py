@@ -171,7 +171,7 @@ def test_json_nested_near_the_recursion_limit_is_400_and_quarantined(gunicorn_se
     assert done.stderr.count("still unparseable") == 3 * len(depths)
 
 
-# -- the Host header without a token ---------------------------
+# -- every ops route, every method; the Host header without a token ---------------------------
 
 OPEN = {"/healthz", "/static/<path:filename>"}
 
@@ -186,6 +186,18 @@ def ops_routes(app) -> list[tuple[str, str]]:
         path = rule.build(values, append_unknown=False)[1]
         out += [(method, path) for method in sorted(rule.methods)]
     return out
+
+
+def test_every_ops_route_requires_the_token_for_every_method(make_app):
+    app = make_app(OPS_TOKEN=OPS_TOKEN)
+    client = app.test_client()
+    routes = ops_routes(app)
+    assert {"OPTIONS", "HEAD", "GET", "POST"} <= {m for m, _ in routes}
+    assert ("OPTIONS", "/metrics") in routes
+    for method, path in routes:
+        response = client.open(path, method=method)
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert "Allow" not in response.headers, (method, path)
 
 
 @pytest.mark.parametrize(
