@@ -54,7 +54,13 @@ def _list(value: str) -> list[str]:
 
 
 def _url_list(value: str) -> list[str]:
-    return [_url(v) for v in _list(value)]
+    items = _list(value)
+    for i, item in enumerate(items, 1):
+        try:
+            _url(item)
+        except ValueError as e:
+            raise ValueError(f"item {i} of {len(items)}: {e}") from None
+    return items
 
 
 def _flag(value: str) -> bool:
@@ -161,6 +167,8 @@ SECRETS = frozenset(
         "MNS_ACCESS_KEY_SECRET",
         "ALIYUN_ACCESS_KEY_SECRET",
         "TENCENT_SECRET_KEY",
+        # chat and incident webhooks put their credential in the URL's path
+        "ALERT_WEBHOOK_URLS",
     }
 )
 
@@ -192,8 +200,25 @@ def _parse_one(name: str, parse: Callable[[str], Any], raw: str) -> Any:
     try:
         return parse(raw)
     except ValueError as e:
-        shown = "(hidden)" if name in SECRETS else repr(raw[:80])
-        raise ConfigError(f"{PREFIX}{name} is malformed: {e}; got {shown}") from None
+        raise ConfigError(
+            f"{PREFIX}{name} is malformed: {e}; got {_shown(name, parse, raw)}"
+        ) from None
+
+
+def _shown(name: str, parse: Callable[[str], Any], raw: str) -> str:
+    """Return what an error message may show of a malformed value: never a credential."""
+    if name in SECRETS:
+        return "(hidden)"
+    if parse is _url:
+        # a URL may carry a user and password, or a token in its path or query string
+        try:
+            parts = urlsplit(raw.strip())
+            if parts.scheme and parts.hostname:
+                return repr(f"{parts.scheme}://{parts.hostname}/...")
+        except ValueError:
+            pass
+        return "(hidden: not shown, as a URL may carry credentials)"
+    return repr(raw[:80])
 
 
 def validate(config: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from receiver.config import ConfigError, from_environ
+from receiver import create_app
+from receiver.config import SECRETS, SETTINGS, ConfigError, _url, from_environ
 from tests.conftest import (
     AUTH_KEYS,
     CALLBACK_URL,
@@ -221,3 +222,49 @@ def test_without_a_token_loopback_host_names_with_any_port_are_served(client, ho
 def test_callbacks_take_any_host(client):
     headers = dict(vod_headers(), Host="media.example.com")
     assert client.post(VOD, data=TRANSCODE, headers=headers).status_code == 200
+
+
+# -- settings' error messages -----------------------------------------------------------------
+
+
+def test_a_malformed_webhook_url_list_names_the_item_and_shows_no_url(monkeypatch):
+    monkeypatch.setenv(
+        "RECEIVER_ALERT_WEBHOOK_URLS",
+        "https://chat.example/hooks/T0S3CR3T/B0S3CR3T,ftp://files.example/S3CR3T-path",
+    )
+    with pytest.raises(ConfigError) as info:
+        create_app()
+    message = str(info.value)
+    assert "RECEIVER_ALERT_WEBHOOK_URLS" in message and "item 2 of 2" in message
+    assert "S3CR3T" not in message and "chat.example" not in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ftp://user:S3CR3T@host.example/x",
+        "https://host.example:99999/hook?token=S3CR3T",  # a bad port
+        "host.example/hook?token=S3CR3T",
+        "http://[S3CR3T",
+        "S3CR3T",
+    ],
+)
+@pytest.mark.parametrize("name", sorted(n for n, (p, _) in SETTINGS.items() if p is _url))
+def test_no_malformed_url_setting_shows_credentials(name, value):
+    try:
+        from_environ({f"RECEIVER_{name}": value})
+    except ConfigError as e:
+        assert f"RECEIVER_{name}" in str(e)
+        assert "S3CR3T" not in str(e), str(e)
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_no_malformed_secret_setting_shows_its_value(name):
+    parse = SETTINGS[name][0]
+    for value in ("S3CR3T", "ftp://S3CR3T", "S3CR3T,,ftp://x"):
+        try:
+            parse(value)
+        except ValueError:
+            with pytest.raises(ConfigError) as info:
+                from_environ({f"RECEIVER_{name}": value})
+            assert "S3CR3T" not in str(info.value)
