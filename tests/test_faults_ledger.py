@@ -282,12 +282,18 @@ def test_concurrent_init_db_runs_all_succeed_and_apply_each_migration_once(tmp_p
 
 @pytest.mark.faults
 @pytest.mark.slow
-def test_an_unopenable_writer_lock_is_503_at_once_and_the_writer_recovers(service, workdir):
+@pytest.mark.parametrize("cause", ["another-users-lock", "a-directory"])
+def test_an_unopenable_writer_lock_is_503_at_once_and_the_writer_recovers(service, workdir, cause):
     db = workdir / "ledger.db"
     migrate(db)
     lock = Path(f"{db}-writer.lock")
-    lock.mkdir()  # as root, mode bits deny nothing: a directory cannot be opened for writing
-    base = service(db, workers=1)  # four threads: more callbacks than threads at once
+    if cause == "a-directory":
+        lock.mkdir()  # as root, mode bits deny nothing: a directory cannot be opened to write
+        base = service(db, workers=1)  # four threads: more callbacks than threads at once
+    else:
+        lock.touch(mode=0o600)  # left by root; the service runs as an unprivileged user
+        os.chown(db, NOBODY, NOBODY)
+        base = service(db, workers=1, as_user=NOBODY)
 
     results, threads = [], []
     for i in range(12):
@@ -305,7 +311,11 @@ def test_an_unopenable_writer_lock_is_503_at_once_and_the_writer_recovers(servic
     assert time.monotonic() - started < 2
     assert videos_in(db) == set()
 
-    lock.rmdir()  # the cause is gone: the same worker takes notices again, no restart
+    # the cause is gone: the same worker takes notices again, no restart
+    if cause == "a-directory":
+        lock.rmdir()
+    else:
+        os.chown(lock, NOBODY, NOBODY)
     for i in range(12):
         status, body = post(base, f"locked-{i}")
         assert status == 200, body
