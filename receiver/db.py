@@ -28,7 +28,8 @@ def get_ledger() -> Ledger:
     """Return this thread's ledger for the app's DATABASE, checked to still be the file there.
 
     :raises LedgerUnavailable: the file was deleted or replaced since the connection was
-      opened (the connection is dropped: the next request opens the file now there)
+      opened; the connection is dropped, and the path refused until an operator has
+      cleaned up (store/identity.py)
     """
     if "ledger" not in g:
         ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
