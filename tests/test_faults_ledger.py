@@ -1,5 +1,6 @@
-"""The ledger under faults: concurrent migrations, a broken writer lock, and a ledger file
-deleted, replaced or made read-only under the running service.
+"""The ledger under faults: how errors are classified and what consumers do with them,
+concurrent migrations, a broken writer lock, and a ledger file deleted, replaced or made
+read-only under the running service.
 
 The service runs for real (gunicorn with the project's config, loopback only). The promise
 checked throughout: no notice is answered 200 unless it is in the ledger file at the
