@@ -18,6 +18,7 @@ route" or "your ops token may not do this". The provider's HTTP status is in the
 
 import base64
 import logging
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -35,6 +36,7 @@ from .db import get_ledger
 from .errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 log = logging.getLogger("jobledger.api")
 
 
@@ -57,7 +59,9 @@ def _time_arg(name: str) -> datetime | None:
 def job_query() -> dict:
     """Read the contract's job filters from the query string (shared with the pages)."""
     raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit():
+    # ASCII digits only: isdigit() also takes "²", which int() refuses; and a bounded length,
+    # as int() refuses more than 4300 digits
+    if not _WHOLE.fullmatch(raw_limit):
         raise BadRequest("limit must be a whole number")
     return {
         "filters": {f: request.args.getlist(f) for f in FILTERS if request.args.getlist(f)},

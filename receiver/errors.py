@@ -10,7 +10,9 @@ import sqlite3
 from flask import Flask, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from .db import LedgerNotReady
+from store.errors import LedgerUnavailable, classify
+
+from .db import LedgerNotReady, forget_ledger
 
 log = logging.getLogger("jobledger.errors")
 JSON_PREFIXES = ("/api", "/hooks", "/metrics", "/healthz")
@@ -46,15 +48,19 @@ def _http_error(e: HTTPException):
     return error_response(e.code or 500, e.description or _name(e.code or 500), e.get_headers())
 
 
-def _database_error(e: sqlite3.Error):
-    # A full disk or a lock held past the busy timeout is the ledger being unable to take
-    # the write right now: 503, so the sender retries and nothing half-written is acked.
-    message = str(e).lower()
-    if isinstance(e, sqlite3.OperationalError) and (
-        "full" in message or "locked" in message or "busy" in message or "disk i/o" in message
-    ):
-        log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
-        return error_response(503, f"the ledger cannot take writes right now: {e}")
+def _database_error(e: Exception):
+    # A transient failure (busy, locked, disk full, I/O error, read-only, the file replaced
+    # or deleted) is the ledger being unable to take the write right now: 503, so the
+    # sender retries and nothing half-written is acknowledged. The thread's connection is
+    # dropped, so the next request opens the file afresh (a read-only one would stay so).
+    unavailable = classify(e)
+    forget_ledger()
+    if unavailable is not None:
+        log.error(
+            "ledger.unavailable",
+            extra={"error": str(unavailable), "reason": unavailable.reason, "path": request.path},
+        )
+        return error_response(503, str(unavailable), [("Retry-After", "5")])
     log.error("ledger.error", exc_info=True, extra={"path": request.path})
     return error_response(500, "internal error in the ledger")
 
@@ -76,4 +82,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(LedgerNotReady, _not_ready)
     app.register_error_handler(sqlite3.Error, _database_error)
+    app.register_error_handler(LedgerUnavailable, _database_error)
     app.register_error_handler(Exception, _unexpected)

@@ -8,8 +8,11 @@ cost several times more per row and are kept for migrations and admin work.
 """
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,8 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 from . import states
+from .errors import LedgerUnavailable, classify
+from .identity import LedgerConnection, refuse_if_gone
 from .ids import new_id, utcnow
 from .migrations import migrations
 from .quarantine import QuarantineStore
@@ -76,13 +81,31 @@ def write_transaction(db: Database) -> Iterator[Database]:
     db.commit()
 
 
-def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
+def connect(
+    path: str | Path, durability: str = "normal", *, create: bool = False
+) -> sqlite3.Connection:
     """Open a connection with the ledger's pragmas (WAL is a property of the file, set once).
+
+    The file is opened read-write or not at all. SQLite would otherwise fall back to a
+    read-only connection, and create the `-wal` and `-shm` files with the read-only file's
+    mode, so that writes keep failing after the ledger is writable again; or create an
+    empty file where the ledger went missing. The connection remembers which file it
+    opened (`check_identity`, see store/identity.py).
 
     :param durability: `normal` survives a process crash; `full` fsyncs every commit so an
       acknowledged notice also survives a power loss
+    :param create: create the file if missing (migrations only)
     """
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    refuse_if_gone(str(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise LedgerUnavailable(
+            f"the ledger cannot take writes now: the file {path} is not writable", "read-only"
+        )
+    uri = Path(path).absolute().as_uri() + ("?mode=rwc" if create else "?mode=rw")
+    conn = sqlite3.connect(
+        uri, timeout=BUSY_TIMEOUT_S, check_same_thread=False, uri=True, factory=LedgerConnection
+    )
+    conn.remember_file(str(path))
     conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
     conn.execute("PRAGMA temp_store=MEMORY")
     # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
@@ -127,12 +150,43 @@ def _new_job(
 
 
 def migrate(path: str | Path) -> list[str]:
-    """Create or migrate the ledger at `path`; return the names of the migrations applied."""
+    """Create or migrate the ledger at `path`; return the names of the migrations applied.
+
+    Safe to run several times at once (a release step on two hosts, or twice): runs take
+    turns on an flock of `<ledger>-migrate.lock`, so the second finds nothing pending.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Database(connect(path), execute_plugins=False) as db:
-        pending = [m.name for m in migrations.pending(db)]
-        migrations.apply(db)
+    with _exclusive(f"{path}-migrate.lock"):
+        with Database(connect(path, create=True), execute_plugins=False) as db:
+            _enable_wal(db.conn)
+            pending = [m.name for m in migrations.pending(db)]
+            migrations.apply(db)
     return pending
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching to WAL needs the file to itself, and SQLite does not wait for that: a
+    # service worker reading the ledger at that moment makes it fail at once with
+    # SQLITE_BUSY. Migrations run rarely, so retry for a bounded time.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=wal")
+            return
+        except sqlite3.OperationalError as e:
+            if classify(e) is None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def ledger_problem(path: str | Path) -> str | None:
@@ -140,7 +194,10 @@ def ledger_problem(path: str | Path) -> str | None:
 
     A missing file must not be opened (SQLite would create an empty one), nor one with
     pending migrations: every write would fail on a missing table or column.
+
+    :raises LedgerUnavailable: this process saw the file deleted or replaced (store.identity)
     """
+    refuse_if_gone(str(path))
     if not Path(path).is_file():
         return f"no ledger at {path}: run `flask --app wsgi init-db`"
     with Database(connect(path), execute_plugins=False) as db:

@@ -1,4 +1,4 @@
-"""Hostile input (issue 6): forged and replayed signatures, token comparison, injection,
+"""Hostile input: forged and replayed signatures, token comparison, injection,
 oversized and malformed bodies and headers, deeply nested JSON, invalid UTF-8, and XSS in
 every provider field rendered on a page.
 
