@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 from . import states
+from .health import HealthReads
 from .ids import new_id, utcnow
 from .migrations import migrations
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
@@ -154,7 +155,7 @@ def open_ledger(path: str | Path, durability: str = "normal") -> "Ledger":
     return Ledger(Database(connect(path, durability), execute_plugins=False))
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, HealthReads):
     """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run."""
 
     def __init__(self, db: Database):

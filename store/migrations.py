@@ -169,3 +169,15 @@ def add_alerts(db: Database) -> None:
 def add_retention(db: Database) -> None:
     """Remember how far raw payloads have been pruned, so each pass starts there."""
     db.table("ledger_meta").create({"key": str, "value": str}, pk="key")
+
+
+@migrations(name="0007_console_health")
+def add_console_health(db: Database) -> None:
+    """Per-minute counts of rejected hook deliveries, and an index for each feed's last notice."""
+    db.table("hook_rejections").create(
+        {"minute": str, "provider": str, "reason": str, "n": int},
+        pk=("minute", "provider", "reason"),
+        not_null={"n"},
+    )
+    # MAX(received_at) and the last hour's count per feed, read from the index alone.
+    db.execute("CREATE INDEX events_feed ON events (source, provider, service, received_at)")
