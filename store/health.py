@@ -54,6 +54,20 @@ class HealthReads:
             )
         self.conn.commit()
 
+    def count_jobs(self, filters: dict[str, list[str]]) -> int:
+        """Return how many jobs match state/provider/service/kind filters, from the counters.
+
+        :param filters: column name -> accepted values (an empty or missing list: any)
+        """
+        where, params = ["n > 0"], []
+        for column in ("state", "provider", "service", "kind"):
+            values = [v for v in filters.get(column) or [] if v]
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        sql = f"SELECT COALESCE(SUM(n), 0) FROM job_counts WHERE {' AND '.join(where)}"
+        return self.conn.execute(sql, params).fetchone()[0]
+
     def rejections_since(self, since: datetime) -> list[dict]:
         """Return rejected deliveries since `since` by provider and reason, most first."""
         rows = self.conn.execute(
