@@ -70,6 +70,8 @@ def duration(start: Any, end: Any, now: datetime) -> str:
     last = parse_stamp(end)
     if last is None:
         return f"{span((now - first).total_seconds())} so far"
+    if last < first:  # an external job: first seen here after the provider had finished it
+        return "—"
     return span((last - first).total_seconds())
 
 
@@ -94,13 +96,18 @@ def link(value: Any) -> str | None:
     return None
 
 
+_ERROR_KEYS = ("error_code", "ErrorCode", "error_message", "ErrorMessage")
+
+
 def _failed(output: dict) -> bool:
     status = str(output.get("status") or output.get("Status") or "").lower()
-    return bool(output.get("error_code") or output.get("error_message")) or status in (
-        "fail",
-        "failed",
-        "error",
-    )
+    return any(output.get(k) for k in _ERROR_KEYS) or status in ("fail", "failed", "error")
+
+
+def _output_error(output: dict) -> str:
+    code = _pick(output, "error_code", "ErrorCode")
+    message = _pick(output, "error_message", "ErrorMessage")
+    return " — ".join(value_text(p) for p in (code, message) if p is not None)
 
 
 def job_error(job: dict) -> dict | None:
@@ -116,11 +123,8 @@ def job_error(job: dict) -> dict | None:
     generic = (message or "").strip().lower() in GENERIC_MESSAGES or message == code
     if job.get("provider") == "tencent" and (generic or code in GENERIC_CODES):
         for out in job.get("outputs") or []:
-            if isinstance(out, dict) and _failed(out) and out.get("error_message"):
-                parts = [value_text(out.get("type")) + " subtask"]
-                if out.get("error_code"):
-                    parts.append(value_text(out["error_code"]))
-                error["detail"] = f"{': '.join(parts)} — {value_text(out['error_message'])}"
+            if isinstance(out, dict) and _failed(out) and _output_error(out):
+                error["detail"] = f"{value_text(out.get('type'))} subtask: {_output_error(out)}"
                 break
     return error
 
@@ -197,7 +201,7 @@ def output_rows(outputs: Any, provider: str | None) -> list[dict]:
             continue
         found = {name: _pick(out, *keys) for name, keys in _SHOWN.items()}
         width, height = found["width"], found["height"]
-        used = {k for keys in _SHOWN.values() for k in keys} | {"error_code", "error_message"}
+        used = {k for keys in _SHOWN.values() for k in keys} | set(_ERROR_KEYS)
         rows.append(
             {
                 "raw": None,
@@ -214,9 +218,7 @@ def output_rows(outputs: Any, provider: str | None) -> list[dict]:
                 "href": link(found["url"]),
                 "status": value_text(found["status"]) if found["status"] is not None else None,
                 "failed": _failed(out),
-                "error": " — ".join(
-                    value_text(out[k]) for k in ("error_code", "error_message") if out.get(k)
-                ),
+                "error": _output_error(out),
                 "other": [(str(k), value_text(v)) for k, v in out.items() if k not in used],
             }
         )
