@@ -255,6 +255,10 @@ def repoll(job_id: str):
     except KeyError:
         raise NotFound(f"no job {job_id}") from None
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
+    if outcome == "not_configured":  # an old tab: the page no longer offers the button
+        job = get_ledger().get_job(job_id)
+        reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
+        raise ServiceUnavailable(f"cannot poll: {reason or 'credentials are not configured'}")
     return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)
 
 

@@ -88,3 +88,8 @@ def test_repoll_is_disabled_where_there_is_no_status_api_or_no_credentials(build
     assert 'action="/jobs/' + job["id"] + '/repoll"' not in html
     assert re.search(r"<button[^>]*disabled[^>]*>Re-poll now</button>", html)
     assert "set RECEIVER_ALIYUN_ACCESS_KEY_ID and RECEIVER_ALIYUN_ACCESS_KEY_SECRET to poll" in html
+    token = "cd" * 16
+    bare.set_cookie("jobledger_csrf", token)
+    response = bare.post(f"/jobs/{job['id']}/repoll", data={"csrf": token})  # an old tab
+    assert response.status_code == 503 and "RECEIVER_ALIYUN_ACCESS_KEY_ID" in response.text
+    assert f'href="/jobs/{job["id"]}"' in response.text
