@@ -94,6 +94,12 @@ def seed_console(base: str) -> dict:
         ErrorCode="InvalidVideo.NoneStream",
         ErrorMessage=LONG_ERROR,
     )
+    failed["StreamInfos"] = [
+        dict(
+            ok["StreamInfos"][0],
+            FileUrl="https://cdn.example.com/" + "very-long-path-segment/" * 12 + "v.mp4",
+        )
+    ]
     ids = {}
     for name, doc in (("ok", ok), ("failed", failed)):
         status, body = http(
