@@ -17,7 +17,7 @@ from .workers.alerts import sinks
 
 log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
-SOURCE_LABELS = {"http": "callback", "mns": "MNS queue", "pull": "Tencent pull", "poll": "poll"}
+SOURCE_LABELS = {"http": "callback", "mns": "MNS queue", "pull": "pull", "poll": "poll"}
 SERVICE_LABELS = {
     ("aliyun", "vod"): "VOD",
     ("aliyun", "mps"): "MPS",

@@ -328,7 +328,7 @@ def test_pages_send_a_strict_content_security_policy(console):
             assert response.status_code == 200
 
 
-def test_old_keys_still_sign(console):
+def test_an_accepted_delivery_is_not_a_rejection(console):
     # The health strip counts only failures: a delivery signed with the other active key of
     # a rotation is accepted and is not a rejection.
     doc = fixture_json("aliyun_vod-TranscodeComplete.json")
