@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from . import states
 from .errors import LedgerUnavailable, classify
+from .health import HealthReads
 from .identity import LedgerConnection, refuse_if_gone
 from .ids import new_id, utcnow
 from .migrations import migrations
@@ -212,7 +213,7 @@ def open_ledger(path: str | Path, durability: str = "normal") -> "Ledger":
     return Ledger(Database(connect(path, durability), execute_plugins=False))
 
 
-class Ledger(QuarantineStore, LedgerReads):
+class Ledger(QuarantineStore, HealthReads, LedgerReads):
     """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run."""
 
     def __init__(self, db: Database):

@@ -185,3 +185,15 @@ def add_quarantine_status(db: Database) -> None:
     db.execute("CREATE INDEX quarantine_status_id ON quarantine (status, id)")
     db.execute("CREATE INDEX quarantine_provider_id ON quarantine (provider, id)")
     db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
+
+
+@migrations(name="0007_console_health")
+def add_console_health(db: Database) -> None:
+    """Per-minute counts of rejected hook deliveries, and an index for each feed's last notice."""
+    db.table("hook_rejections").create(
+        {"minute": str, "provider": str, "reason": str, "n": int},
+        pk=("minute", "provider", "reason"),
+        not_null={"n"},
+    )
+    # MAX(received_at) and the last hour's count per feed, read from the index alone.
+    db.execute("CREATE INDEX events_feed ON events (source, provider, service, received_at)")

@@ -201,6 +201,37 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     return "changed", delay, True
 
 
+POLLED = ("changed", "unchanged", "failed", "throttled")
+
+
+def summary(config: Mapping[str, Any], ledger: Ledger, stats: dict) -> dict:
+    """Return a pass's counts with what an operator asks first, each always present:
+    jobs polled, timed out, alerts sent and still waiting, and how many sinks there are.
+    """
+    return {
+        **stats,
+        "polled": sum(stats.get(k, 0) for k in POLLED),
+        "timed_out": stats.get("timed_out", 0),
+        "alerts_sent": stats.get("alerts_sent", 0),
+        "alerts_waiting": ledger.alerts_waiting(),
+        "sinks": len(alerting.sinks(config)),
+    }
+
+
+def warn_if_no_sink(config: Mapping[str, Any], ledger: Ledger) -> int:
+    """Log a warning when alerts are recorded but no sink is set; return alerts waiting."""
+    waiting = ledger.alerts_waiting()
+    if waiting and not alerting.sinks(config):
+        log.warning(
+            "alerts.no-sink",
+            extra={
+                "alerts_waiting": waiting,
+                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
+            },
+        )
+    return waiting
+
+
 def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
@@ -209,10 +240,11 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     stop, pacer = threading.Event(), Pacer()  # one pacer: spacing holds across passes too
     lines = []
     with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as led:
+        warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
             if once:
-                lines.append(stats)
+                lines.append(summary(config, led, stats))
                 break
             log.info("reconcile.pass", extra=stats)
             if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):
