@@ -106,7 +106,7 @@ def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
     from submitter.operations import OPERATIONS
     from submitter.status import plan_poll
 
-    actions = {}
+    actions: dict[str, str | None] = {}
     if job["state"] in polling.POLLED_STATES:
         raw = polling.job_for_poll(ledger, job["id"])
         poll = plan_poll(raw) if raw else None

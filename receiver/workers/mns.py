@@ -54,7 +54,8 @@ class QueueConsumer:
     ):
         self.name, self.settings, self.stop = name, settings, stop
         self.once, self.wait_seconds = once, wait_seconds
-        self.stats, self.error = Stats(), None
+        self.stats = Stats()
+        self.error: str | None = None
         self.retry = Backoff(RETRY_BASE_S, RETRY_CAP_S)
         self.recover = Backoff(1.0, RETRY_CAP_S)  # pause after the ledger failed a batch
         self.account = Account(

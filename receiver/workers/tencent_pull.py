@@ -66,7 +66,7 @@ class V3Events:
     def pull(self) -> list[tuple[str | None, object]]:
         """Long-poll for up to 16 events: (handle, event) pairs."""
         answer = self.client.call("PullEvents", {}, budget=Budget(PULL_BUDGET_S), idempotent=True)
-        out = []
+        out: list[tuple[str | None, object]] = []
         for item in answer.get("EventSet") or []:
             if isinstance(item, dict):
                 item = dict(item)
@@ -124,7 +124,7 @@ class Puller:
         self.stats = {s.name: Stats() for s in self.sources}
         self.retry = Backoff(RETRY_BASE_S, RETRY_CAP_S)
         self.recover = Backoff(1.0, RETRY_CAP_S)  # pause after the ledger failed a batch
-        self.error = None
+        self.error: str | None = None
 
     def run(self) -> None:
         """Pull, apply, confirm; a fatal error ends the run with `self.error` set."""
