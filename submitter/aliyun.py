@@ -2,8 +2,8 @@
 
 Why the legacy family and not the newer `alibabacloud_*` SDKs: the legacy core signs with
 RPC signature v1.0 (HMAC-SHA1) out of the box, which is what the local fake verifies and
-what every VOD/MPS/Live doc page of the reference describes; the Tea SDKs sign with
-ACS3-HMAC-SHA256 unless told otherwise (reference/aliyun.md §7.2). One core package serves
+what every VOD/MPS/Live API reference page describes; the Tea SDKs sign with
+ACS3-HMAC-SHA256 unless told otherwise. One core package serves
 all three products, and its request classes are generated from the same API metadata.
 
 Endpoints: `RECEIVER_ALIYUN_*_ENDPOINT` is `host[:port]`; with a port the call is plain

@@ -2,7 +2,7 @@
 
 There is no maintained SDK (the last, qcloudapi-sdk-python 2.0.15, always uses HTTPS to a
 fixed host), so the documented protocol is implemented here, with the documented test
-vectors in tests/test_tencent_v2_signature.py. Reference: reference/tencent.md §1.1-§1.5.
+vectors in tests/test_tencent_v2_signature.py (from Tencent's v2 API signature page).
 
 * Nested params are flattened with dots: `fileList.0.id`, `stream.streamId`.
 * Signature: every param but `Signature`, raw values, `_` read as `.` in names, sorted,

@@ -2,7 +2,7 @@
 
 In reliable mode (ModifyEventConfig Mode=PULL) Tencent keeps each event until it is
 confirmed, and hands an unconfirmed one out again 30 s after it was pulled: at-least-once
-delivery, the only such channel Tencent has (reference/tencent.md §0, §2.5, §4.5). So an
+delivery, the only such channel Tencent has (its event-notification documentation). So an
 event is confirmed only after its commit, and every redelivery is a ledger duplicate.
 
 API 3.0 (`PullEvents`/`ConfirmEvents`) is always pulled. The legacy v2 API
