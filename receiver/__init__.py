@@ -9,6 +9,7 @@ Provider formats (pure verify/parse): `providers/`.
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 
@@ -25,6 +26,11 @@ def create_app(test_config=None):
     else:
         app.config.update(test_config)
     config.validate(app.config)
+    if app.config["PROXY_HOPS"]:
+        # Behind the shipped nginx config the socket peer is nginx (or nobody, on a Unix
+        # socket): the client's address and scheme are in the headers nginx replaces.
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
         app.json.sort_keys = False
 

@@ -101,6 +101,13 @@ def _seconds(value: str) -> int:
     return seconds
 
 
+def _hops(value: str) -> int:
+    hops = _whole(value) if value.strip() else 0
+    if hops is None or hops > 5:
+        raise ValueError("expected the number of proxies in front, 0 to 5")
+    return hops
+
+
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -154,6 +161,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "ALERT_GROUP_SECONDS": (_seconds, 60),
     "DURABILITY": (_durability, "normal"),
     "RETENTION_DAYS": (_positive_int, None),
+    # How many reverse proxies in front set X-Forwarded-For/-Proto/-Host (the shipped nginx
+    # config: 1). Only then does the app believe those headers.
+    "PROXY_HOPS": (_hops, 0),
     "DEADLINES": (_deadlines, DEFAULT_DEADLINES),
 }
 

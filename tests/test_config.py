@@ -1,9 +1,12 @@
 """Settings: text values, lists, and start-up refusing malformed ones by name."""
 
+import json
+
 import pytest
 
 from receiver import create_app
 from receiver.config import DEFAULT_DEADLINES, ConfigError, from_environ
+from tests.conftest import fixture_json, vod_headers
 
 
 def test_values_stay_text():
@@ -100,3 +103,30 @@ def test_the_real_command_line_refuses_a_bad_setting(tmp_path):
     )
     assert result.returncode != 0 and "RECEIVER_DURABILITY" in result.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("raw", ["-1", "6", "one", "²"])
+def test_a_bad_proxy_hop_count_is_refused(raw):
+    with pytest.raises(ConfigError, match="RECEIVER_PROXY_HOPS"):
+        from_environ({"RECEIVER_PROXY_HOPS": raw})
+
+
+def test_forwarded_headers_count_only_behind_a_declared_proxy(make_app):
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    direct = make_app().test_client()
+    # Without PROXY_HOPS a client cannot pose as another by sending the header itself.
+    assert direct.get("/api/stats", headers=forwarded).status_code == 200  # loopback peer
+    proxied = make_app(PROXY_HOPS="1").test_client()
+    # Behind the proxy the forwarded address is the client: not loopback, so no ops surface.
+    assert proxied.get("/api/stats", headers=forwarded).status_code == 403
+    assert proxied.get("/api/stats", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
+    hook = proxied.post(
+        "/hooks/aliyun/vod",
+        data=json.dumps(fixture_json("aliyun_vod-TranscodeComplete.json")),
+        headers=vod_headers(),
+    )
+    page = proxied.get(
+        f"/jobs/{hook.get_json()['job_id']}",
+        headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"},
+    )
+    assert page.status_code == 200 and "Secure" in page.headers["Set-Cookie"]
