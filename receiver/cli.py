@@ -6,14 +6,18 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from store import migrate, open_ledger
+from store import LedgerUnavailable, is_url, migrate, open_ledger
+from store.backend import redact
 
 from .providers import InvalidPayload, get_provider, queue
 
 
 def ledger():
-    """Open the app's ledger for one command."""
-    return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    """Open the app's ledger for one command; an unreachable server ends it with a message."""
+    try:
+        return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    except LedgerUnavailable as e:
+        raise click.ClickException(str(e)) from None
 
 
 def parse_stored(provider: str, service: str, source: str, payload: str | bytes):
@@ -31,9 +35,13 @@ def init_db():
     \b
     flask --app wsgi init-db
     """
-    path = current_app.config["DATABASE"]
-    applied = migrate(path)
-    click.echo(f"ledger {path}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    database = current_app.config["DATABASE"]
+    try:
+        applied = migrate(database)
+    except LedgerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    shown = redact(database) if is_url(database) else database
+    click.echo(f"ledger {shown}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
 @click.command("replay")

@@ -9,13 +9,12 @@ ledger's dedup key makes every redelivery a no-op.
 import logging
 import random
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from store import Ledger
+from store import Ledger, is_transient
 
 from .providers import InvalidPayload
 
@@ -122,22 +121,23 @@ def apply_batch(
     try:
         results = ledger.record_events(events, source=source, verified=True, auth=auth)
         recorded = list(zip(good, results, strict=True))
-    except sqlite3.OperationalError as e:
-        log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
-        out.deferred = list(deliveries)
-        return out
-    except Exception:  # one notice breaks the apply: find it by recording one at a time
+    except Exception as e:
+        if is_transient(e):  # LedgerUnavailable, or a driver error of that kind
+            log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
+            out.deferred = list(deliveries)
+            return out
+        # One notice breaks the apply: find it by recording one at a time.
         log.error(f"{prefix}.batch-failed", exc_info=True)
         for i, d in enumerate(good):
             try:
                 recorded.append(
                     (d, ledger.record_event(d.event, source=source, verified=True, auth=auth))
                 )
-            except sqlite3.OperationalError as e:
-                log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
-                out.deferred.extend(good[i:])
-                break
             except Exception as e:
+                if is_transient(e):
+                    log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
+                    out.deferred.extend(good[i:])
+                    break
                 log.error(f"{prefix}.apply-crashed", exc_info=True, extra=d.meta)
                 d.error = f"apply error: {type(e).__name__}: {e}"
                 d.event = None
@@ -162,7 +162,9 @@ def apply_batch(
         if d.event is None:
             try:
                 _quarantine(ledger, d, source, auth, quarantine_as, prefix)
-            except sqlite3.OperationalError as e:
+            except Exception as e:
+                if not is_transient(e):
+                    raise  # a missing table: retrying cannot fix it, so stop the consumer
                 log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
                 out.deferred.append(d)
                 continue

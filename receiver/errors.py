@@ -5,10 +5,12 @@ Every JSON error has one shape: {"ok": false, "error": "...", "status": N}.
 """
 
 import logging
-import sqlite3
 
 from flask import Flask, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from store import LedgerUnavailable, is_transient
+from store.errors import driver_errors
 
 from .db import LedgerNotReady
 
@@ -46,17 +48,20 @@ def _http_error(e: HTTPException):
     return error_response(e.code or 500, e.description or _name(e.code or 500), e.get_headers())
 
 
-def _database_error(e: sqlite3.Error):
-    # A full disk or a lock held past the busy timeout is the ledger being unable to take
-    # the write right now: 503, so the sender retries and nothing half-written is acked.
-    message = str(e).lower()
-    if isinstance(e, sqlite3.OperationalError) and (
-        "full" in message or "locked" in message or "busy" in message or "disk i/o" in message
-    ):
+def _database_error(e: Exception):
+    # A full disk, a lock held past the busy timeout or a server that is down is the ledger
+    # being unable to take the request right now: 503, so the sender retries and nothing
+    # half-written is acked. Told by the driver's error code (store.errors).
+    if is_transient(e):
         log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
         return error_response(503, f"the ledger cannot take writes right now: {e}")
     log.error("ledger.error", exc_info=True, extra={"path": request.path})
     return error_response(500, "internal error in the ledger")
+
+
+def _unavailable(e: LedgerUnavailable):
+    log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
+    return error_response(503, str(e))
 
 
 def _not_ready(e: LedgerNotReady):
@@ -75,5 +80,7 @@ def init_app(app: Flask) -> None:
     """Register the handlers on the app (so unmatched URLs are covered too)."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(LedgerNotReady, _not_ready)
-    app.register_error_handler(sqlite3.Error, _database_error)
+    app.register_error_handler(LedgerUnavailable, _unavailable)
+    for error_class in driver_errors():
+        app.register_error_handler(error_class, _database_error)
     app.register_error_handler(Exception, _unexpected)

@@ -17,8 +17,8 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 
-from store import alerts as store_alerts
-from store import polling, states
+from store import JobNotFound, states
+from store.polls import POLLED_STATES
 from store.reads import FILTERS, BadQuery
 
 from .api import job_query
@@ -102,9 +102,9 @@ def dashboard():
     ledger = get_ledger()
     now = datetime.now(UTC)
     groups = {}
-    for provider, service, kind, state, n in store_alerts.metrics_snapshot(ledger)["jobs"]:
+    for provider, service, kind, state, n in ledger.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
-    hours = store_alerts.failures_by_hour(ledger, now)
+    hours = ledger.failures_by_hour(now)
     peak = max([sum(h["by_state"].values()) for h in hours] + [1])
     return render_template(
         "dashboard.html",
@@ -113,8 +113,8 @@ def dashboard():
         stats=ledger.stats(),
         hours=hours,
         peak=peak,
-        oldest=store_alerts.oldest_unfinished(ledger),
-        alerts=store_alerts.recent_alerts(ledger),
+        oldest=ledger.oldest_unfinished(),
+        alerts=ledger.recent_alerts(),
     )
 
 
@@ -154,9 +154,9 @@ def job_detail(job_id: str):
     return render_template(
         "jobs/detail.html",
         job=job,
-        alerts=store_alerts.alerts_for_job(ledger, job_id),
+        alerts=ledger.alerts_for_job(job_id),
         resubmissions=ledger.resubmissions(job_id),
-        can_repoll=job["state"] in polling.POLLED_STATES,
+        can_repoll=job["state"] in POLLED_STATES,
         can_resubmit=job["origin"] == "submitted"
         and job["operation"] is not None
         and job["state"] in RESUBMITTABLE,
@@ -199,7 +199,7 @@ def repoll(job_id: str):
 
     try:
         outcome = poll_now(current_app.config, get_ledger(), job_id)
-    except KeyError:
+    except JobNotFound:
         raise NotFound(f"no job {job_id}") from None
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
     return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)

@@ -1,28 +1,36 @@
 """The ledger's write side: one transaction per notice, deduplicated, state advanced.
 
-Everything that writes runs under `write_transaction` (`BEGIN IMMEDIATE`): a deferred
-transaction that has read cannot always become a writer when another gunicorn worker
-wrote meanwhile, and SQLite then fails at once instead of waiting (house style B1).
-The hot path uses raw SQL on the sqlite3 connection; sqlite-utils' convenience methods
-cost several times more per row and are kept for migrations and admin work.
+Every write runs in one transaction (`LedgerBase._write`): on SQLite under `BEGIN
+IMMEDIATE`, on PostgreSQL under row locks and transaction-scoped advisory locks taken in
+a fixed order (advisory locks on the sorted keys first, then the job's row), so notices
+for one job arriving on several hosts at once apply one after the other, and the same
+notice delivered to several hosts is stored once. The hot path uses raw SQL on the
+connection; sqlite-utils' convenience methods cost several times more per row and are
+kept for SQLite migrations.
 """
 
-import contextlib
+import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator, Mapping
+import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlite_utils import Database
 
 from . import states
-from .ids import new_id, utcnow
+from .alerts import AlertsMixin
+from .backend import POSTGRES, SQLITE, Backend, is_url
+from .connection import LedgerBase, connect
+from .errors import LedgerUnavailable, is_transient
+from .ids import utcnow
 from .migrations import migrations
+from .polls import PollsMixin
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
+from .retention import RetentionMixin
+from .submissions import SubmissionsMixin, new_job
 
-BUSY_TIMEOUT_S = 5.0
 _OPEN = tuple(states.OPEN)
 _OPEN_SQL = ",".join("?" * len(_OPEN))
 
@@ -63,103 +71,109 @@ class RecordResult:
         return self.state != self.previous_state
 
 
-@contextlib.contextmanager
-def write_transaction(db: Database) -> Iterator[Database]:
-    """Run a read-then-write block under `BEGIN IMMEDIATE`; commit, or roll back on error."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.rollback()
-        raise
-    db.commit()
+def migrate(database: str | Path) -> list[str]:
+    """Create or migrate the ledger (a file path or a postgresql:// URL); return what was applied.
 
-
-def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
-    """Open a connection with the ledger's pragmas (WAL is a property of the file, set once).
-
-    :param durability: `normal` survives a process crash; `full` fsyncs every commit so an
-      acknowledged notice also survives a power loss
+    Safe to run from several hosts at once: on PostgreSQL under an advisory lock.
     """
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
-    conn.execute("PRAGMA temp_store=MEMORY")
-    # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
-    conn.execute("PRAGMA cache_size=-8000")
-    return conn
+    if is_url(database):
+        from . import pg_schema
 
-
-def _new_job(
-    *,
-    provider: str,
-    service: str,
-    kind: str,
-    state: str | None,
-    origin: str,
-    now: str,
-    provider_job_id: str | None = None,
-    media_id: str | None = None,
-    operation: str | None = None,
-    params: str | None = None,
-) -> dict:
-    """Return the column values of a job not yet written (every column, in no order)."""
-    return {
-        "id": new_id(),
-        "provider": provider,
-        "service": service,
-        "kind": kind,
-        "provider_job_id": provider_job_id or None,
-        "media_id": media_id or None,
-        "state": state,
-        "preprocess": None,
-        "error_code": None,
-        "error_message": None,
-        "outputs": "[]",
-        "origin": origin,
-        "operation": operation,
-        "params": params,
-        "submitted_at": now,
-        "updated_at": now,
-        "finished_at": None,
-        "last_event_at": None,
-    }
-
-
-def migrate(path: str | Path) -> list[str]:
-    """Create or migrate the ledger at `path`; return the names of the migrations applied."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Database(connect(path), execute_plugins=False) as db:
+        conn = _connect_pg(database)
+        try:
+            return pg_schema.migrate(conn)
+        finally:
+            conn.close()
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    with Database(connect(database), execute_plugins=False) as db:
         pending = [m.name for m in migrations.pending(db)]
         migrations.apply(db)
     return pending
 
 
-def ledger_problem(path: str | Path) -> str | None:
-    """Return why the ledger at `path` cannot be used yet, or None if it can.
+def pending_migrations(database: str | Path) -> list[str]:
+    """Return the names of the migrations the ledger still needs (all of them if new).
 
-    A missing file must not be opened (SQLite would create an empty one), nor one with
-    pending migrations: every write would fail on a missing table or column.
+    :raises LedgerUnavailable: the PostgreSQL server cannot be reached
     """
-    if not Path(path).is_file():
-        return f"no ledger at {path}: run `flask --app wsgi init-db`"
-    with Database(connect(path), execute_plugins=False) as db:
-        pending = [m.name for m in migrations.pending(db)]
+    if is_url(database):
+        from . import pg_schema
+
+        conn = _connect_pg(database)
+        try:
+            return pg_schema.pending(conn)
+        finally:
+            conn.close()
+    with Database(connect(database), execute_plugins=False) as db:
+        return [m.name for m in migrations.pending(db)]
+
+
+def ledger_problem(database: str | Path) -> str | None:
+    """Return why the ledger cannot be used yet, or None if it can.
+
+    A missing file must not be opened (SQLite would create an empty one), nor a ledger with
+    pending migrations: every write would fail on a missing table or column. An unreachable
+    PostgreSQL server is named by its URL, without the password.
+    """
+    if is_url(database):
+        from .pg import redact
+
+        where = f"ledger at RECEIVER_DATABASE={redact(database)}"
+    elif not Path(database).is_file():
+        return f"no ledger at {database}: run `flask --app wsgi init-db`"
+    else:
+        where = f"ledger at {database}"
+    try:
+        pending = pending_migrations(database)
+    except LedgerUnavailable as e:
+        return str(e)
     if pending:
-        return f"ledger at {path} needs {', '.join(pending)}: run `flask --app wsgi init-db`"
+        return f"{where} needs {', '.join(pending)}: run `flask --app wsgi init-db`"
     return None
 
 
-def open_ledger(path: str | Path, durability: str = "normal") -> "Ledger":
-    """Open the ledger at `path` (already migrated). Use as a context manager to close it."""
-    return Ledger(Database(connect(path, durability), execute_plugins=False))
+def _connect_pg(url: str):
+    from . import pg
+
+    try:
+        return pg.connect(url)
+    except Exception as e:
+        if is_transient(e):
+            raise LedgerUnavailable(pg.describe_failure(url, e)) from None
+        raise
 
 
-class Ledger(LedgerReads):
-    """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run."""
+def open_ledger(database: str | Path, durability: str = "normal") -> "Ledger":
+    """Open the ledger (already migrated). Use as a context manager to close it.
 
-    def __init__(self, db: Database):
-        self.db = db
-        self.conn = db.conn
+    :param database: an SQLite file path, or a postgresql:// URL (one connection; web
+      workers borrow theirs from a pool instead, see receiver/db.py)
+    :param durability: SQLite only; PostgreSQL's is the server's `synchronous_commit`
+    :raises LedgerUnavailable: the PostgreSQL server cannot be reached
+    """
+    if is_url(database):
+        return Ledger(_connect_pg(database), POSTGRES)
+    return Ledger(Database(connect(database, durability), execute_plugins=False))
+
+
+def lock_id(key: tuple) -> int:
+    """Map a key to a signed 64-bit advisory lock id."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Ledger(LedgerBase, SubmissionsMixin, AlertsMixin, PollsMixin, RetentionMixin, LedgerReads):
+    """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run.
+
+    :param db: a sqlite-utils Database (SQLite), or a store.pg.PgConnection (PostgreSQL)
+    """
+
+    def __init__(self, db, backend: Backend = SQLITE):
+        self.backend = backend
+        if backend is SQLITE:
+            self.db, self.conn = db, db.conn
+        else:
+            self.db, self.conn = None, db
 
     def __enter__(self) -> "Ledger":
         return self
@@ -168,8 +182,8 @@ class Ledger(LedgerReads):
         self.close()
 
     def close(self) -> None:
-        """Close the connection."""
-        self.db.close()
+        """Close the connection (or give it back to its pool)."""
+        (self.db or self.conn).close()
 
     # -- notices --------------------------------------------------------------------------
 
@@ -192,8 +206,7 @@ class Ledger(LedgerReads):
         :param verified: whether a signature or the hook token authenticated the sender
         :param auth: how: `signature`, `token`, or `none`
         """
-        with write_transaction(self.db):
-            return self._record(event, source, verified, auth, replay_of)
+        return self._write(self._record, event, source, verified, auth, replay_of)
 
     def record_events(
         self,
@@ -209,13 +222,18 @@ class Ledger(LedgerReads):
         commit; one commit per batch (one fsync under DURABILITY=full) instead of sixteen.
         Each result is what `record_event` would have returned for that notice in turn.
         """
-        with write_transaction(self.db):
+
+        def record_all() -> list[RecordResult]:
             return [self._record(event, source, verified, auth, None) for event in events]
+
+        return self._write(record_all)
 
     def _record(self, event, source, verified, auth, replay_of) -> RecordResult:
         """Store and apply one notice in the caller's transaction."""
         now = utcnow()
         key = None if replay_of is not None else event.dedup_key
+        if self.backend.advisory_locks:
+            self._lock_keys(_keys_of(event, key))
         if key is not None:
             original = self.conn.execute(
                 "SELECT id, job_id FROM events WHERE dedup_key = ? AND duplicate_of IS NULL",
@@ -255,13 +273,21 @@ class Ledger(LedgerReads):
         self._count_notice(source, event, "replayed" if replay_of else "recorded")
         return RecordResult(event_id, job and job["id"], state, previous, None, created)
 
+    def _lock_keys(self, keys: Iterable[tuple]) -> None:
+        """Take transaction-scoped advisory locks, in a fixed (sorted) order (PostgreSQL)."""
+        ids = sorted({lock_id(k) for k in keys})
+        if ids:
+            self.conn.execute(
+                "SELECT " + ", ".join(["pg_advisory_xact_lock(?)"] * len(ids)), tuple(ids)
+            )
+
     def _match_job(self, event: NormalizedEvent, now: str) -> tuple[dict, bool]:
         """Find the job a notice belongs to, or make a new external one."""
         where = "provider = ? AND service = ?"
         scope = (event.provider, event.service)
         if event.provider_job_id:
             job = self._fetch_job(
-                f"provider_job_id = ? AND {where}", (event.provider_job_id, *scope)
+                f"provider_job_id = ? AND {where}", (event.provider_job_id, *scope), lock=True
             )
             if job is not None:
                 return job, False
@@ -273,6 +299,7 @@ class Ledger(LedgerReads):
                 + (" AND provider_job_id IS NULL" if event.provider_job_id else "")
                 + " ORDER BY id DESC LIMIT 1",
                 (event.media_id, event.kind, *scope, *_OPEN),
+                lock=True,
             )
             if job is not None:
                 if event.provider_job_id:
@@ -288,10 +315,11 @@ class Ledger(LedgerReads):
                 job = self._fetch_job(
                     f"media_id = ? AND kind = ? AND {where} ORDER BY id DESC LIMIT 1",
                     (event.media_id, event.kind, *scope),
+                    lock=True,
                 )
                 if job is not None and (job["last_event_at"] or "") >= event.occurred_at:
                     return job, False
-        job = _new_job(
+        job = new_job(
             provider=event.provider,
             service=event.service,
             kind=event.kind,
@@ -352,180 +380,6 @@ class Ledger(LedgerReads):
         self._state_changed(job, old, new)
         return new
 
-    # -- submissions ----------------------------------------------------------------------
-
-    def begin_submission(
-        self,
-        *,
-        provider: str,
-        service: str,
-        kind: str,
-        operation: str,
-        params: Mapping[str, Any],
-        media_id: str | None = None,
-        origin: str = "submitted",
-    ) -> dict:
-        """Record a job as `submitting` before its provider API is called.
-
-        A crash between this and `finish_submission` leaves a visible `submitting` job,
-        never a lost one.
-
-        :param origin: `external` when the call acts on a job made elsewhere (a Live Stop of
-          a stream the ledger did not know)
-        """
-        now = utcnow()
-        body = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
-        job = _new_job(
-            provider=provider,
-            service=service,
-            kind=kind,
-            state=states.SUBMITTING,
-            origin=origin,
-            now=now,
-            media_id=media_id,
-            operation=operation,
-            params=body,
-        )
-        with write_transaction(self.db):
-            self._insert_job(job)
-            self._state_changed(job, None, states.SUBMITTING)
-            self._insert_local_event(job, f"{operation}:request", body, now)
-        return self.get_job(job["id"])
-
-    def finish_submission(
-        self,
-        job_id: str,
-        *,
-        state: str,
-        provider_job_id: str | None = None,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        response: Mapping[str, Any] | None = None,
-        operation: str | None = None,
-    ) -> dict:
-        """Record the provider's answer to a submission.
-
-        If a notice for `provider_job_id` beat this answer and created an external job,
-        that job is merged into this one, so the submission and its notices end up on one
-        job with the most advanced state of the two.
-        """
-        now = utcnow()
-        with write_transaction(self.db):
-            job = self._fetch_job("id = ?", (job_id,))
-            if job is None:
-                raise KeyError(job_id)
-            if provider_job_id:
-                early = self._fetch_job(
-                    "provider_job_id = ? AND provider = ? AND service = ? AND id != ?",
-                    (provider_job_id, job["provider"], job["service"], job_id),
-                )
-                if early is not None:
-                    self._merge(early, into=job)
-                job["provider_job_id"] = provider_job_id
-            old = job["state"]
-            new = states.advance(job["state"], state)
-            if new == state and (error_code or error_message):
-                job["error_code"], job["error_message"] = error_code, error_message
-            if new in states.FINAL and job["finished_at"] is None:
-                job["finished_at"] = now
-            if new in states.TOGGLING:
-                # An accepted Start/Stop is the stream's newest word: a poll answer from
-                # before it cannot toggle it back.
-                job["last_event_at"] = max(now, job["last_event_at"] or "")
-            job["state"], job["updated_at"] = new, now
-            self.conn.execute(
-                "UPDATE jobs SET state = ?, provider_job_id = ?, error_code = ?,"
-                " error_message = ?, finished_at = ?, updated_at = ?, outputs = ?,"
-                " preprocess = ?, last_event_at = ? WHERE id = ?",
-                (
-                    new,
-                    job["provider_job_id"],
-                    job["error_code"],
-                    job["error_message"],
-                    job["finished_at"],
-                    now,
-                    job["outputs"],
-                    job["preprocess"],
-                    job["last_event_at"],
-                    job_id,
-                ),
-            )
-            self._state_changed(job, old, new)
-            body = json.dumps(dict(response or {}), ensure_ascii=False, sort_keys=True)
-            self._insert_local_event(job, f"{operation or job['operation']}:response", body, now)
-        return self.get_job(job_id)
-
-    def _merge(self, early: dict, into: dict) -> None:
-        """Fold a job created by an early notice into the submitted job it belongs to."""
-        self.conn.execute(
-            "UPDATE events SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
-        )
-        self.conn.execute("DELETE FROM jobs WHERE id = ?", (early["id"],))
-        self.conn.execute(
-            "UPDATE OR IGNORE alerts SET job_id = ? WHERE job_id = ?", (into["id"], early["id"])
-        )
-        self.conn.execute("DELETE FROM alerts WHERE job_id = ?", (early["id"],))
-        self._state_changed(early, early["state"], None)
-        merged = states.advance(into["state"], early["state"])
-        if merged == early["state"]:
-            for field in ("outputs", "error_code", "error_message", "finished_at"):
-                into[field] = early[field]
-        into["preprocess"] = early["preprocess"] or into["preprocess"]
-        into["last_event_at"] = (
-            max(early["last_event_at"] or "", into["last_event_at"] or "") or None
-        )
-        self._state_changed(into, into["state"], merged)
-        into["state"] = merged
-
-    def time_out(self, job_id: str, deadline_s: int) -> bool:
-        """Mark a job `timed_out` (and queue its alert) unless it got a word meanwhile."""
-        now = utcnow()
-        with write_transaction(self.db):
-            job = self._fetch_job("id = ?", (job_id,))
-            if job is None or states.advance(job["state"], states.TIMED_OUT) != states.TIMED_OUT:
-                return False
-            old = job["state"]
-            job.update(
-                state=states.TIMED_OUT,
-                updated_at=now,
-                error_code="DeadlineExceeded",
-                error_message=f"no final word within {deadline_s} s of submission",
-            )
-            self.conn.execute(
-                "UPDATE jobs SET state = ?, error_code = ?, error_message = ?, updated_at = ?"
-                " WHERE id = ?",
-                (job["state"], job["error_code"], job["error_message"], now, job_id),
-            )
-            self._state_changed(job, old, states.TIMED_OUT)
-            body = json.dumps({"deadline_s": deadline_s, "submitted_at": job["submitted_at"]})
-            self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
-        return True
-
-    def link_resubmission(self, job_id: str, resubmitted_from: str) -> None:
-        """Record that `job_id` was submitted again from the failed job `resubmitted_from`."""
-        with write_transaction(self.db):
-            self.conn.execute(
-                "UPDATE jobs SET resubmitted_from = ? WHERE id = ?", (resubmitted_from, job_id)
-            )
-            old = self._fetch_job("id = ?", (resubmitted_from,))
-            if old is not None:
-                body = json.dumps({"resubmitted_as": job_id})
-                self._insert_local_event(old, "Resubmitted", body, utcnow())
-
-    def note(self, job_id: str, event_type: str, body: Mapping[str, Any]) -> dict:
-        """Put something jobledger did on a job's timeline without changing its state
-        (a request on a known Live stream, a refused Start/Stop).
-
-        :raises KeyError: no such job
-        """
-        with write_transaction(self.db):
-            job = self._fetch_job("id = ?", (job_id,))
-            if job is None:
-                raise KeyError(job_id)
-            text = json.dumps(dict(body), ensure_ascii=False, sort_keys=True)
-            self._insert_local_event(job, event_type, text, utcnow())
-        return self.get_job(job_id)
-
     # -- quarantine -----------------------------------------------------------------------
 
     def quarantine(
@@ -538,42 +392,49 @@ class Ledger(LedgerReads):
         reason: str,
         verified: bool,
         auth: str | None = None,
-        meta: Mapping[str, Any] | None = None,
+        meta: dict | None = None,
     ) -> int:
         """Keep an authenticated body that could not be parsed, for `replay --quarantined`."""
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogateescape")
-        with write_transaction(self.db):
+        row = (
+            utcnow(),
+            provider,
+            service,
+            source,
+            reason,
+            body,
+            json.dumps(dict(meta or {}), ensure_ascii=False),
+            int(verified),
+            auth,
+        )
+
+        def write() -> int:
             self._count_notice(source, None, "quarantined", provider=provider)
-            cursor = self.conn.execute(
+            return self.conn.execute(
                 "INSERT INTO quarantine (received_at, provider, service, source, reason, body,"
-                " meta, verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    utcnow(),
-                    provider,
-                    service,
-                    source,
-                    reason,
-                    body,
-                    json.dumps(dict(meta or {}), ensure_ascii=False),
-                    int(verified),
-                    auth,
-                ),
-            )
-        return cursor.lastrowid
+                " meta, verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                row,
+            ).fetchone()[0]
+
+        return self._write(write)
 
     def mark_replayed(self, quarantine_id: int, event_id: int) -> None:
         """Note that a quarantined body has been parsed and recorded as `event_id`."""
-        self.conn.execute(
+        self._write(
+            self.conn.execute,
             "UPDATE quarantine SET replayed_at = ?, replay_event_id = ? WHERE id = ?",
             (utcnow(), event_id, quarantine_id),
         )
-        self.conn.commit()
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _fetch_job(self, where: str, params: tuple) -> dict | None:
-        row = self.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params).fetchone()
+    def _fetch_job(self, where: str, params: tuple, *, lock: bool = False) -> dict | None:
+        """Return one job's column values; with `lock`, hold its row until the commit."""
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}"
+        if lock:
+            sql += self.backend.for_update
+        row = self.conn.execute(sql, params).fetchone()
         return None if row is None else job_from_row(row)
 
     def _state_of(self, job_id: str | None) -> str | None:
@@ -605,7 +466,7 @@ class Ledger(LedgerReads):
         return self.conn.execute(
             "INSERT INTO events (job_id, provider, service, source, event_type, dedup_key,"
             " verified, auth, duplicate_of, replay_of, state_after, received_at, occurred_at,"
-            " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 job_id,
                 event.provider,
@@ -622,7 +483,7 @@ class Ledger(LedgerReads):
                 event.occurred_at,
                 event.payload,
             ),
-        ).lastrowid
+        ).fetchone()[0]
 
     def _insert_local_event(
         self, job: dict, event_type: str, body: str, now: str, source: str = "submit"
@@ -645,23 +506,30 @@ class Ledger(LedgerReads):
             ),
         )
 
+    def _shard(self) -> int:
+        """Pick the counter row this transaction adds to (always 0 on SQLite)."""
+        shards = self.backend.counter_shards
+        return random.randrange(shards) if shards > 1 else 0
+
     def _count_notice(
         self, source: str, event: NormalizedEvent | None, outcome: str, provider: str = ""
     ) -> None:
         """Count one notice by source, provider, type and outcome (for /metrics)."""
         self.conn.execute(
-            "INSERT INTO notice_counts (source, provider, event_type, outcome, n)"
-            " VALUES (?, ?, ?, ?, 1)"
-            " ON CONFLICT (source, provider, event_type, outcome) DO UPDATE SET n = n + 1",
+            "INSERT INTO notice_counts (source, provider, event_type, outcome, shard, n)"
+            " VALUES (?, ?, ?, ?, ?, 1)"
+            " ON CONFLICT (source, provider, event_type, outcome, shard)"
+            " DO UPDATE SET n = notice_counts.n + 1",
             (
                 source,
                 event.provider if event else provider,
                 (event.event_type or "")[:64] if event else "",
                 outcome,
+                self._shard(),
             ),
         )
 
-    def _state_changed(self, job: Mapping, old: str | None, new: str | None) -> None:
+    def _state_changed(self, job: dict, old: str | None, new: str | None) -> None:
         """Keep `job_counts` in step with a state change, and queue its alert, in the
         caller's transaction: the outbox row commits or rolls back with the change itself.
         """
@@ -669,16 +537,30 @@ class Ledger(LedgerReads):
             return
         if new in states.ALERTING:
             self.conn.execute(
-                "INSERT OR IGNORE INTO alerts (job_id, state, created_at, error_code,"
-                " error_message) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO alerts (job_id, state, created_at, error_code, error_message)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (job["id"], new, utcnow(), job.get("error_code"), job.get("error_message")),
             )
-        scope = (job["provider"], job["service"], job["kind"])
-        for state, delta in ((old, -1), (new, 1)):
+        scope, shard = (job["provider"], job["service"], job["kind"]), self._shard()
+        # In state order, so two transactions never take the same two rows the other way.
+        for state, delta in sorted(((old, -1), (new, 1)), key=lambda c: c[0] or ""):
             if state is not None:
                 self.conn.execute(
-                    "INSERT INTO job_counts (provider, service, kind, state, n)"
-                    " VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (provider, service, kind, state) DO UPDATE SET n = n + ?",
-                    (*scope, state, delta, delta),
+                    "INSERT INTO job_counts (provider, service, kind, state, shard, n)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, service, kind, state,"
+                    " shard) DO UPDATE SET n = job_counts.n + excluded.n",
+                    (*scope, state, shard, delta),
                 )
+
+
+def _keys_of(event: NormalizedEvent, dedup_key: bytes | None) -> list[tuple]:
+    """Return the advisory lock keys of a notice: its dedup key and its job's identities."""
+    keys: list[tuple] = []
+    if dedup_key is not None:
+        keys.append(("dedup", dedup_key))
+    if event.kind is not None:
+        if event.provider_job_id:
+            keys.append(("job", event.provider, event.service, event.provider_job_id))
+        if event.media_id:
+            keys.append(("media", event.provider, event.service, event.kind, event.media_id))
+    return keys

@@ -189,7 +189,8 @@ class LedgerReads:
         """Return job counts in total and by state, provider, service and kind."""
         out = {"total": 0, "by_state": {}, "by_provider": {}, "by_service": {}, "by_kind": {}}
         rows = self.conn.execute(
-            "SELECT provider, service, kind, state, n FROM job_counts WHERE n != 0"
+            "SELECT provider, service, kind, state, CAST(SUM(n) AS BIGINT) FROM job_counts"
+            " GROUP BY provider, service, kind, state HAVING SUM(n) != 0"
         )
         for provider, service, kind, state, n in rows:
             out["total"] += n

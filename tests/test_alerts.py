@@ -14,7 +14,6 @@ import pytest
 from receiver import alerting
 from receiver.providers import aliyun_vod
 from receiver.providers.base import Event
-from store import alerts as store_alerts
 from tests.conftest import fixture_json, free_port, http
 
 
@@ -220,7 +219,7 @@ def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):
         assert sent[f"webhook:{sink.url}"] == 2
         assert {a["media_id"] for a in sink.received[0]["alerts"]} == {"v5", "v6"}
         assert [m["type"] for m in other.received] == ["job.alert", "job.alert"]
-        deliveries = store_alerts.alerts_for_job(ledger, ledger.list_jobs(q="v5")[0][0]["id"])
+        deliveries = ledger.alerts_for_job(ledger.list_jobs(q="v5")[0][0]["id"])
         attempts = {d["sink"]: d["attempts"] for d in deliveries[0]["deliveries"]}
         assert attempts == {f"webhook:{sink.url}": 2, f"webhook:{other.url}": 1}
     finally:
@@ -314,15 +313,24 @@ def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
 
 
 def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):
-    app = make_app(ALERT_WEBHOOK_URLS=[sink.url], ALERT_GROUP_SECONDS=0,
-                   DEADLINES={"default": 3600, "snapshot": 60})
-    job = ledger.begin_submission(provider="aliyun", service="vod", kind="snapshot",
-                                  operation="aliyun.vod.SubmitSnapshotJob",
-                                  params={"VideoId": "v11"}, media_id="v11")
+    app = make_app(
+        ALERT_WEBHOOK_URLS=[sink.url],
+        ALERT_GROUP_SECONDS=0,
+        DEADLINES={"default": 3600, "snapshot": 60},
+    )
+    job = ledger.begin_submission(
+        provider="aliyun",
+        service="vod",
+        kind="snapshot",
+        operation="aliyun.vod.SubmitSnapshotJob",
+        params={"VideoId": "v11"},
+        media_id="v11",
+    )
     # Submitted two minutes ago, and nothing heard since.
-    ledger.conn.execute("UPDATE jobs SET submitted_at = ? WHERE id = ?",
-                        ((datetime.now(UTC) - timedelta(minutes=2)).strftime(
-                            "%Y-%m-%dT%H:%M:%S.000Z"), job["id"]))
+    ledger.conn.execute(
+        "UPDATE jobs SET submitted_at = ? WHERE id = ?",
+        ((datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), job["id"]),
+    )
     ledger.conn.commit()
     result = app.test_cli_runner().invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,99 @@
+"""PostgreSQL connections: the few sqlite3.Connection methods the store uses, over psycopg 3.
+
+Connections run in autocommit mode and the store opens its write transactions itself
+(`BEGIN` ... `COMMIT`), as it does on SQLite, so a read outside a write never holds a
+snapshot or a lock. Statements keep SQLite's `?` placeholders; each distinct text is
+translated to psycopg's `%s` once and cached.
+"""
+
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import conninfo, pq
+
+from .backend import redact
+
+CONNECT_TIMEOUT_S = 5
+_translated: dict[str, str] = {}
+
+
+def _sql(text: str) -> str:
+    out = _translated.get(text)
+    if out is None:
+        out = _translated[text] = text.replace("%", "%%").replace("?", "%s")
+    return out
+
+
+class PgConnection:
+    """A psycopg connection that answers like the sqlite3 connection the store was written for."""
+
+    def __init__(self, raw: psycopg.Connection, release=None):
+        self.raw = raw
+        self._release = release  # give the connection back to its pool instead of closing
+
+    def execute(self, sql: str, params: Sequence = ()) -> psycopg.Cursor:
+        """Run one statement; return its cursor (fetchone, fetchall, iteration, rowcount)."""
+        return self.raw.execute(_sql(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
+        """Run one statement for each row of parameters."""
+        cursor = self.raw.cursor()
+        cursor.executemany(_sql(sql), rows)
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        """Tell whether a transaction is open (or failed and not yet rolled back)."""
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any."""
+        if self.in_transaction:
+            self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        if self.in_transaction and not self.raw.closed:
+            self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Give the connection back to its pool, or close it."""
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self.raw)
+        else:
+            self.raw.close()
+
+
+def connect(url: str) -> PgConnection:
+    """Open one connection (commands and consumers; web workers use a pool)."""
+    return PgConnection(psycopg.connect(url, **connection_options()))
+
+
+def connection_options() -> dict:
+    """Return the psycopg.connect keyword arguments every ledger connection uses."""
+    return {
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": "jobledger",
+    }
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError (never showing a password) unless libpq accepts the URL."""
+    try:
+        conninfo.conninfo_to_dict(url)
+    except psycopg.Error as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else "malformed"
+        password = urlsplit(url).password if "@" in url else None
+        if (password and password in reason) or "password" in reason.lower():
+            reason = "malformed"
+        raise ValueError(f"not a libpq URI ({reason})") from None
+
+
+def describe_failure(url: str, error: BaseException) -> str:
+    """Say why the server named by the URL cannot be used, naming the setting, no password."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(error).__name__
+    return f"cannot use the ledger at RECEIVER_DATABASE={redact(url)}: {detail}"
