@@ -15,6 +15,9 @@ from receiver import alerting
 from receiver.providers import aliyun_vod
 from receiver.providers.base import Event
 from tests.conftest import fixture_json, free_port, http
+from tests.engines import ledger_text
+
+pytestmark = pytest.mark.engines
 
 
 def failed_transcode(video: str, *, state: str = "failed") -> Event:
@@ -309,7 +312,7 @@ def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
         config_for(ALERT_SNS_TOPIC_ARN="arn:aws:sns:us-east-1:1:x"), ledger, now=later()
     )
     assert ledger.conn.execute("SELECT COUNT(*) FROM alert_deliveries").fetchone()[0] == 1
-    assert "sEcReT-sns-key-42" not in "\n".join(ledger.conn.iterdump())
+    assert "sEcReT-sns-key-42" not in ledger_text(ledger)
 
 
 def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):

@@ -29,6 +29,8 @@ from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
     running_fakes,
 )
 
+pytestmark = pytest.mark.engines
+
 IPRODUCTION = {
     "FunctionName": "VideoClip",
     "JobParams": "{}",

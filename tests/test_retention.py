@@ -2,8 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from receiver.providers.base import Event
 from store import retention
+
+pytestmark = pytest.mark.engines
 
 
 def add(ledger, n: int, received_at: str, start: int = 0) -> None:
