@@ -30,13 +30,14 @@ from concurrent.futures import Future
 
 import store.ledger as ledger_module
 from store import open_ledger
+from store.connection import LedgerBase
 from store.ledger import Ledger
 from wsgi import app
 
 VARIANTS = {v.strip() for v in os.environ.get("BENCH_VARIANT", "").split(",") if v.strip()}
 DATABASE = app.config["DATABASE"]
 DURABILITY = app.config["DURABILITY"]
-_original_write_transaction = ledger_module.write_transaction
+_original_write = LedgerBase._write
 _original_record_event = Ledger.record_event
 _thread_lock = threading.Lock()
 _flock = {"pid": None, "fd": None}
@@ -61,18 +62,14 @@ def _serialized(use_flock: bool):
                 fcntl.flock(_lock_fd(), fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def write_transaction(db):
+def _write(self, fn, *args):
     """Nest inside an open transaction (as a savepoint); serialize writers if asked."""
-    if db.conn.in_transaction:
-        yield db  # the group committer opened the transaction and a savepoint for us
-        return
+    if self.conn.in_transaction:
+        return fn(*args)  # the group committer opened the transaction and a savepoint for us
     if VARIANTS & {"tlock", "flock"}:
-        with _serialized("flock" in VARIANTS), _original_write_transaction(db):
-            yield db
-    else:
-        with _original_write_transaction(db):
-            yield db
+        with _serialized("flock" in VARIANTS):
+            return _original_write(self, fn, *args)
+    return _original_write(self, fn, *args)
 
 
 class GroupCommitter:
@@ -133,7 +130,7 @@ class GroupCommitter:
                     future.set_exception(error)
 
 
-ledger_module.write_transaction = write_transaction
+LedgerBase._write = _write
 if "mmap" in VARIANTS:
     _original_connect = ledger_module.connect
 

@@ -31,6 +31,7 @@ _counter = itertools.count()
 def pytest_configure(config):
     config.addinivalue_line("markers", "engines: run the module's ledger tests on both engines")
     config.addinivalue_line("markers", "sqlite_only: this test reads the SQLite file itself")
+    config.addinivalue_line("markers", "postgresql_only: this test needs a shared server")
 
 
 def pytest_generate_tests(metafunc):
@@ -40,6 +41,8 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("sqlite_only") is not None:
         both = False
     engines = list(ENGINES) if both else ["sqlite"]
+    if metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        engines = ["postgresql"]
     metafunc.parametrize("database", engines, indirect=True, ids=engines)
 
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 import pytest
 from mns.account import Account
 
-import store.ledger
+import store.connection
 from receiver import consume_mns
 from receiver.consume import Fatal
 from receiver.providers import InvalidPayload
@@ -319,7 +319,7 @@ def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings)
 
 @pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_the_batch_for_redelivery(mns, consume, ledger, db_path, monkeypatch):
-    monkeypatch.setattr(store.ledger, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(consume_mns, "DEFER_BASE_S", 1)
     for body in unique_bodies(3):
         mns.send(QUEUE, body)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import store.ledger
+import store.connection
 from receiver import pull_tencent
 from receiver.providers import tencent_vod
 from tests.conftest import FIXTURES, fixture_json
@@ -162,7 +162,7 @@ def test_poison_events_are_quarantined_confirmed_and_replayable(
 
 @pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch):
-    monkeypatch.setattr(store.ledger, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     # pull_wait < confirm_timeout: the run ends before Tencent would hand the event out again
     with FakeTencentAPI(SECRET_ID, SECRET_KEY, confirm_timeout=1, pull_wait=0.3) as api:
         app = make_app(
