@@ -80,16 +80,25 @@ def connection_options() -> dict:
     }
 
 
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def check_url(url: str) -> None:
     """Raise ValueError (never showing a password) unless libpq accepts the URL."""
     try:
-        conninfo.conninfo_to_dict(url)
+        params = conninfo.conninfo_to_dict(url)
     except psycopg.Error as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "malformed"
         password = urlsplit(url).password if "@" in url else None
         if (password and password in reason) or "password" in reason.lower():
             reason = "malformed"
         raise ValueError(f"not a libpq URI ({reason})") from None
+    # libpq itself checks these only when it connects; say so at start-up instead.
+    ports = str(params.get("port") or "")
+    if ports and not all(p.isdigit() and 0 < int(p) < 65536 for p in ports.split(",")):
+        raise ValueError("not a libpq URI (the port is not a number)")
+    if params.get("sslmode", "prefer") not in SSLMODES:
+        raise ValueError(f"not a libpq URI (sslmode must be one of {', '.join(SSLMODES)})")
 
 
 def describe_failure(url: str, error: BaseException) -> str:
