@@ -1,1 +1,1 @@
-"""Benchmarks for issue 6 ("Prove it"): one command each, figures in docs/benchmarks.md."""
+"""Benchmarks: one command each, figures and how to read them in docs/benchmarks.md."""

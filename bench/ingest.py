@@ -1,4 +1,9 @@
-"""Ingest benchmark: jobledger vs a bare Flask app, same gunicorn config, same wrk, alternating.
+"""Ingest benchmark: jobledger vs two baselines, same gunicorn config, same wrk, alternating.
+
+The baselines: `bench/bare_app.py` (parse the JSON, answer 200) and `bench/durable_app.py`
+(the simplest durable receiver: verify, parse, INSERT the raw body under a unique hash in
+SQLite WAL, commit per request, answer 200). The ratio that matters is jobledger against
+the durable receiver; the durable receiver against the bare app shows what durability costs.
 
     .venv/bin/python -m bench.ingest                     # normal and full, 3 rounds of 10 s each
     .venv/bin/python -m bench.ingest --durability full --rounds 5 --duration 15
@@ -6,9 +11,9 @@
 
 Each request is a signed VOD `TranscodeComplete` for a new VideoId (a new event and a new
 job), POSTed to /hooks/aliyun/vod by wrk with a generated Lua script, 32 connections by
-default. Both apps run under `gunicorn -c gunicorn.conf.py` with the same environment
+default. All three apps run under `gunicorn -c gunicorn.conf.py` with the same environment
 (WEB_CONCURRENCY, GUNICORN_THREADS: the project's defaults unless --workers/--threads),
-access log on as in production. Rounds alternate bare, jobledger, bare, jobledger...
+access log on as in production. Rounds alternate bare, durable, jobledger, bare, ...
 Afterwards jobledger is stopped gracefully and the ledger must hold exactly one event (and
 one job) per 200 in its access log; the 200s wrk saw may be fewer by the requests in flight
 when wrk stopped (answered, but to a closed connection).
@@ -49,6 +54,14 @@ def one_round(server: Server, script: Path, args) -> dict:
     result["server_cpu_ms_per_req"] = cpu * 1000 / max(result["requests"], 1)
     result["server_cpu_share"] = cpu / (result["duration_us"] / 1e6)
     return result
+
+
+def durable_rows(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM notices").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def ledger_counts(db: Path) -> dict:
@@ -137,11 +150,14 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         common["GUNICORN_THREADS"] = str(args.threads)
     logdir = OUT / f"logs-{args.stamp}-{durability}"
     bare = Server("bench.bare_app:app", {**common}, logdir).start()
+    durable_db = workdir / f"durable-{durability}.db"
+    durable_env = {**common, **ledger_env(db, durability), "BENCH_DURABLE_DB": str(durable_db)}
+    durable = Server("bench.durable_app:app", durable_env, logdir).start()
     extra = dict(kv.split("=", 1) for kv in args.env)
     ledger = Server(args.app, {**common, **ledger_env(db, durability), **extra}, logdir).start()
-    servers = {"bare": bare, "jobledger": ledger}
-    rounds = {"bare": [], "jobledger": []}
-    wrk_ok = {"bare": 0, "jobledger": 0}
+    servers = {"bare": bare, "durable": durable, "jobledger": ledger}
+    rounds: dict[str, list] = {name: [] for name in servers}
+    wrk_ok = dict.fromkeys(servers, 0)
     try:
         for name, server in servers.items():
             script = write_lua(workdir / f"{durability}-{name}-warm.lua", f"{durability}-warm")
@@ -169,8 +185,8 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
                 profile = {"raw": str(raw), "top": summarize_profile(raw), "round": result}
         rss = ledger.worker_rss_mb()
     finally:
-        bare.stop()
-        ledger.stop()
+        for server in servers.values():
+            server.stop()
     counts = ledger_counts(db)
     answered = ledger.count_status(200)
     non_200 = sum(
@@ -185,6 +201,7 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         "no_duplicates": counts["originals"] == counts["events"],
         "integrity": counts["integrity"] == "ok",
         "wrk_200s_within_in_flight": 0 <= answered - wrk_ok["jobledger"] <= in_flight_allowance,
+        "durable_rows_equal_200s": durable_rows(durable_db) == durable.count_status(200),
     }
     return {
         "durability": durability,
@@ -206,13 +223,16 @@ def table(results: list[dict], args) -> str:
         f"Ingest, {args.connections} connections, {args.rounds} alternating rounds of "
         f"{args.duration:g} s each (median of rounds; p99 = worst round)",
         "",
-        "| durability | app | req/s | p50 ms | p99 ms | server CPU ms/req | jobledger / bare |",
+        "| durability | app | req/s | p50 ms | p99 ms | server CPU ms/req | ratio |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for res in results:
         rps = {n: median(r["rps"] for r in rs) for n, rs in res["rounds"].items()}
         for name, rs in res["rounds"].items():
-            ratio = f"**{rps['jobledger'] / rps['bare']:.2f}**" if name == "jobledger" else ""
+            ratio = {
+                "durable": f"{rps['durable'] / rps['bare']:.2f} of bare",
+                "jobledger": f"**{rps['jobledger'] / rps['durable']:.2f}** of durable",
+            }.get(name, "")
             lines.append(
                 f"| {res['durability']} | {name} | {rps[name]:,.0f} "
                 f"| {median(r['p50_us'] for r in rs) / 1000:.1f} "
@@ -253,7 +273,7 @@ def main(argv=None) -> int:
         help="py-spy one extra jobledger round: wall time of request threads, or CPU (GIL holder)",
     )
     parser.add_argument(
-        "--app", default="wsgi:app", help="the app measured against the bare one (experiments)"
+        "--app", default="wsgi:app", help="the app measured against the baselines (experiments)"
     )
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the measured app (experiments)"

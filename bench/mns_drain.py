@@ -32,7 +32,7 @@ from mns.account import Account  # noqa: E402
 from mns.mns_exception import MNSServerException  # noqa: E402
 from mns.queue import Message  # noqa: E402
 
-from receiver import consume_mns, create_app  # noqa: E402
+from receiver import create_app  # noqa: E402
 from receiver.providers import queue as mns_parser  # noqa: E402
 from store import migrate, open_ledger  # noqa: E402
 
@@ -96,7 +96,6 @@ def jobledger(endpoint: str, workdir: Path, round_no: int, expected: int) -> Non
             "MNS_QUEUES": QUEUE,
         }
     )
-    consume_mns.register(app)
     for handler in logging.getLogger("jobledger").handlers:
         handler.setStream(DEVNULL)
     result = app.test_cli_runner().invoke(args=["consume-mns", "--once", "--wait-seconds", "0"])

@@ -1,4 +1,11 @@
-"""jobledger's Flask app: provider callbacks in, JSON and HTML out."""
+"""jobledger's Flask app: provider callbacks in, JSON and HTML out, and the commands.
+
+Inbound: `hooks` (provider HTTP callbacks: verify, parse, record, acknowledge).
+Read side: `api` (JSON), `pages` (HTML), `metrics`, `openapi`, `health`.
+Plumbing: `config`, `db` (the request's ledger), `auth`, `errors`, `logs`.
+Long-running workers (one Procfile line each): `workers/`. Every command: `cli`.
+Provider formats (pure verify/parse): `providers/`.
+"""
 
 from flask import Flask
 
@@ -19,20 +26,7 @@ def create_app(test_config=None):
     config.validate(app.config)
     app.json.sort_keys = False
 
-    from . import (
-        api,
-        cli,
-        consume_mns,
-        db,
-        errors,
-        health,
-        hooks,
-        logs,
-        metrics,
-        pages,
-        pull_tencent,
-        submissions,
-    )
+    from . import api, cli, db, errors, health, hooks, logs, metrics, pages
 
     logs.configure()
     db.init_app(app)
@@ -43,7 +37,4 @@ def create_app(test_config=None):
     app.register_blueprint(metrics.bp)
     errors.init_app(app)
     cli.init_app(app)
-    submissions.register(app)
-    consume_mns.register(app)
-    pull_tencent.register(app)
     return app

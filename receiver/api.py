@@ -1,16 +1,36 @@
-"""The JSON API over the ledger: jobs, one job with its events, stats."""
+"""The JSON API over the ledger: jobs, one job with its events, stats, and submitting jobs.
 
+Answers of `POST /api/jobs`:
+
+| outcome | status | body |
+| --- | --- | --- |
+| accepted | 201 | the job |
+| unknown operation, bad or missing params | 400 | error, nothing recorded |
+| provider credentials not configured | 503 | error naming the settings, nothing recorded |
+| the provider refused (its code, message) | 422 | error, provider_status, job (`submit_failed`) |
+| throttled or 5xx past the 5 s budget, or unreachable | 502 | error, job (`submit_failed`) |
+| sent, but no answer: outcome unknown | 504 | error, job (still `submitting`) |
+
+A refusal is 422 rather than the provider's own 403/404: those would read as "no such
+route" or "your ops token may not do this". The provider's HTTP status is in the body.
+"""
+
+import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from store.reads import FILTERS, BadQuery
+from submitter import NotConfigured, Submission, UsageError, submit
+from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR
 
 from .auth import require_ops
 from .db import get_ledger
+from .errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger("jobledger.api")
 
 
 @bp.before_request
@@ -61,6 +81,50 @@ def get_job(job_id: str):
     if job is None:
         raise NotFound(f"no job {job_id}")
     return jsonify(job)
+
+
+def failure_status(result: Submission) -> int:
+    """Pick the HTTP status for a submission the provider did not accept."""
+    e = result.error
+    if e.outcome_unknown:
+        return 504
+    if e.code == NETWORK_ERROR or e.retryable:
+        return 502
+    return 422
+
+
+def submit_budget() -> float:
+    """Seconds a submission may take before its outcome is reported unknown."""
+    # Internal knob (tests shorten it); not a RECEIVER_* setting of the contract.
+    return float(current_app.config.get("SUBMIT_BUDGET_S") or INTERACTIVE_BUDGET_S)
+
+
+@bp.post("/jobs")
+def create_job():
+    """Submit a job: {"operation": NAME, "params": {...}}; answer with the recorded job."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("operation"), str):
+        return error_response(400, 'expected a JSON object {"operation": NAME, "params": {...}}')
+    try:
+        result = submit(
+            get_ledger(),
+            current_app.config,
+            body["operation"],
+            body.get("params") or {},
+            budget_s=submit_budget(),
+        )
+    except UsageError as e:
+        return error_response(400, str(e))
+    except NotConfigured as e:
+        log.error("api.submit-not-configured", extra={"error": str(e)})
+        return error_response(503, str(e))
+    if result.accepted:
+        response = jsonify(result.job)
+        response.status_code = 201
+        response.headers["Location"] = f"/api/jobs/{result.job['id']}"
+        return response
+    extra = {"provider_status": result.error.status} if result.error.status else {}
+    return error_response(failure_status(result), result.describe_error(), job=result.job, **extra)
 
 
 @bp.get("/stats")

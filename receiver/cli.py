@@ -1,4 +1,14 @@
-"""Commands: `flask --app wsgi <command>`. Thin: read settings, call store and providers."""
+"""Every command: `flask --app wsgi <command>`. Each is thin: read settings, call one function.
+
+| command | calls |
+| --- | --- |
+| `init-db` | `store.migrate` |
+| `submit` | `submitter.submit` |
+| `consume-mns` | `receiver.workers.mns.run` |
+| `pull-tencent` | `receiver.workers.tencent_pull.run` |
+| `reconcile` | `receiver.workers.reconcile.run` |
+| `replay` | the ledger's stored events, through today's parsers |
+"""
 
 import json
 
@@ -8,8 +18,12 @@ from flask.cli import with_appcontext
 
 from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
+from submitter import NotConfigured, UsageError, submit
 
+from .api import submit_budget
 from .providers import InvalidPayload, get_provider, queue
+from .workers import mns, reconcile, tencent_pull
+from .workers.batch import Misconfigured, RunResult
 
 
 def ledger():
@@ -123,7 +137,149 @@ def replay(quarantined: bool, ids: tuple[int, ...]):
         raise click.exceptions.Exit(1)
 
 
+def finish(run) -> None:
+    """Run a worker; print its summary lines; exit 1 (or 2 for a missing setting) on error."""
+    try:
+        result: RunResult = run()
+    except Misconfigured as e:
+        raise click.UsageError(str(e)) from None
+    except LedgerUnavailable as e:  # the server is unreachable: say which, no traceback
+        raise click.ClickException(str(e)) from None
+    for line in result.lines:
+        click.echo(json.dumps(line))
+    if result.error:
+        raise click.ClickException(result.error)
+
+
+def parse_assignments(items: tuple[str, ...]) -> dict:
+    """Read `KEY=VALUE` (text) and `KEY:=JSON` (a JSON value: object, list, number) args."""
+    params: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.rstrip(":"):
+            raise click.UsageError(f"expected KEY=VALUE or KEY:=JSON, got {item!r}")
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                params[key] = json.loads(value)
+            except ValueError as e:
+                raise click.UsageError(f"{key}:= needs a JSON value: {e}") from None
+        else:
+            params[key] = value
+    return params
+
+
+@click.command("submit")
+@click.argument("operation")
+@click.argument("params", nargs=-1)
+@with_appcontext
+def submit_command(operation: str, params: tuple[str, ...]):
+    """Submit one job to its provider and print the job as JSON; exit 1 if not accepted.
+
+    Values are text; `KEY:=JSON` passes a JSON value (nested params such as fileList).
+
+    \b
+    flask --app wsgi submit aliyun.vod.SubmitPreprocessJobs VideoId=5aed81b74ba84920be578cdfe004af4b
+    flask --app wsgi submit tencent.vod.RunProcedure inputType=MultiFile \\
+        procedure='QCVB_SimpleProcessFile(1,1,10,10)' fileList:='[{"id": "1"}, {"id": "2"}]'
+    """
+    values = parse_assignments(params)
+    with ledger() as led:
+        try:
+            result = submit(led, current_app.config, operation, values, budget_s=submit_budget())
+        except UsageError as e:
+            raise click.UsageError(str(e)) from None
+        except NotConfigured as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(result.job, ensure_ascii=False, indent=2))
+    if not result.accepted:
+        click.echo(f"Error: {result.describe_error()}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@click.command("consume-mns")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Queue to consume (repeatable). Default: RECEIVER_MNS_QUEUES.",
+)
+@click.option("--once", is_flag=True, help="Stop when every queue is empty.")
+@click.option(
+    "--wait-seconds",
+    type=click.IntRange(0, 30),
+    default=None,
+    help=f"Long-poll time. Default: {mns.WAIT_SECONDS}, or {mns.ONCE_WAIT_SECONDS} with --once.",
+)
+@with_appcontext
+def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int | None):
+    """Consume MNS queues: record each message, then delete it.
+
+    Runs until SIGTERM/SIGINT, then finishes the batch in hand and exits 0. With --once,
+    stops when every queue is empty; exit 1 if messages were left for redelivery.
+
+    \b
+    flask --app wsgi consume-mns
+    flask --app wsgi consume-mns --queue vod-events --once
+    """
+    config = current_app.config
+    finish(lambda: mns.run(config, list(queues), once=once, wait_seconds=wait_seconds))
+
+
+@click.command("pull-tencent")
+@click.option("--once", is_flag=True, help="Stop when no event is waiting.")
+@click.option(
+    "--api",
+    "api",
+    type=click.Choice(["auto", "v3", "v2", "both"]),
+    default="auto",
+    show_default=True,
+    help="auto: API 3.0, plus v2 when RECEIVER_TENCENT_VOD_V2_URL is set.",
+)
+@with_appcontext
+def pull_tencent_command(once: bool, api: str):
+    """Consume Tencent VOD reliable-callback events: record each, then confirm it.
+
+    Runs until SIGTERM/SIGINT, then finishes the events in hand (at most one pull, up to
+    5 s) and exits 0. With --once, stops when every API has no event waiting.
+
+    \b
+    flask --app wsgi pull-tencent
+    flask --app wsgi pull-tencent --once --api both
+    """
+    config = current_app.config
+    finish(lambda: tencent_pull.run(config, once=once, api=api))
+
+
+@click.command("reconcile")
+@click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
+@with_appcontext
+def reconcile_command(once: bool):
+    """Poll providers for jobs without a final word, and record what they say.
+
+    Also marks jobs past their deadline `timed_out`, sends due alerts, and prunes old
+    payloads. Without --once it loops until SIGTERM or SIGINT, finishing the job in hand.
+
+    \b
+    flask --app wsgi reconcile --once
+    """
+    config = current_app.config
+    finish(lambda: reconcile.run(config, once=once))
+
+
+COMMANDS = (
+    init_db,
+    submit_command,
+    consume_mns_command,
+    pull_tencent_command,
+    reconcile_command,
+    replay,
+)
+
+
 def init_app(app: Flask) -> None:
-    """Register the commands."""
-    for command in (init_db, replay):
-        app.cli.add_command(command)
+    """Register every command."""
+    for command in COMMANDS:
+        if command.name not in app.cli.commands:
+            app.cli.add_command(command)

@@ -195,7 +195,7 @@ def replay_event(job_id: str, event_id: int):
 @bp.post("/jobs/<job_id>/repoll")
 def repoll(job_id: str):
     """Ask the provider about this job now, as reconcile would, and show what came of it."""
-    from .reconcile import poll_now
+    from .workers.reconcile import poll_now
 
     try:
         outcome = poll_now(current_app.config, get_ledger(), job_id)

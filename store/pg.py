@@ -28,12 +28,20 @@ def _sql(text: str) -> str:
 class PgConnection:
     """A psycopg connection that answers like the sqlite3 connection the store was written for."""
 
-    def __init__(self, raw: psycopg.Connection, release=None):
+    def __init__(self, raw: psycopg.Connection, release=None, url: str | None = None):
         self.raw = raw
         self._release = release  # give the connection back to its pool instead of closing
+        self._url = url  # a connection of its own reconnects after the server went away
 
     def execute(self, sql: str, params: Sequence = ()) -> psycopg.Cursor:
-        """Run one statement; return its cursor (fetchone, fetchall, iteration, rowcount)."""
+        """Run one statement; return its cursor (fetchone, fetchall, iteration, rowcount).
+
+        A long-running command's connection that broke (a server restart, a failover) is
+        replaced when the next transaction begins, never in the middle of one.
+        """
+        if sql == "BEGIN" and self.raw.broken and self._url is not None:
+            self.raw.close()
+            self.raw = psycopg.connect(self._url, **connection_options())
         return self.raw.execute(_sql(sql), params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
@@ -54,7 +62,7 @@ class PgConnection:
 
     def rollback(self) -> None:
         """Roll back the open transaction, if any."""
-        if self.in_transaction and not self.raw.closed:
+        if self.in_transaction and not (self.raw.closed or self.raw.broken):
             self.raw.execute("ROLLBACK")
 
     def close(self) -> None:
@@ -68,7 +76,7 @@ class PgConnection:
 
 def connect(url: str) -> PgConnection:
     """Open one connection (commands and consumers; web workers use a pool)."""
-    return PgConnection(psycopg.connect(url, **connection_options()))
+    return PgConnection(psycopg.connect(url, **connection_options()), url=url)
 
 
 def connection_options() -> dict:

@@ -22,14 +22,11 @@ from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 ALIYUN_KEY_ID, ALIYUN_SECRET = "LTAIjobledger", "AliSecret-zq8x4Kp2Wv"
 TENCENT_ID, TENCENT_SECRET = "AKIDjobledger", "TcSecret-Vb7n3Lm9Qs"
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-# Runs a CLI command in a fresh process with the app built from RECEIVER_* variables, the
-# submit/reconcile commands registered whether or not create_app does it yet.
+# Runs a CLI command in a fresh process with the app built from RECEIVER_* variables.
 LAUNCHER = (
     "import sys\n"
     "from receiver import create_app\n"
-    "from receiver.submissions import register\n"
     "app = create_app()\n"
-    "register(app)\n"
     "with app.app_context():\n"
     "    app.cli.main(args=sys.argv[1:], prog_name='flask')\n"
 )

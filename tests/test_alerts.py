@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from receiver import alerting
 from receiver.providers import aliyun_vod
 from receiver.providers.base import Event
+from receiver.workers import alerts as alert_worker
 from tests.conftest import fixture_json, free_port, http
 from tests.engines import ledger_text
 
@@ -131,9 +131,9 @@ def test_silent_jobs_time_out_once_and_can_still_be_settled(ledger, app):
         media_id="v3",
     )
     config = {"DEADLINES": {"default": 3600, "preprocess": 60}}
-    assert alerting.sweep_deadlines(config, ledger, now=later(30)) == []
-    assert alerting.sweep_deadlines(config, ledger, now=later(61)) == [job["id"]]
-    assert alerting.sweep_deadlines(config, ledger, now=later(120)) == []  # once
+    assert alert_worker.sweep_deadlines(config, ledger, now=later(30)) == []
+    assert alert_worker.sweep_deadlines(config, ledger, now=later(61)) == [job["id"]]
+    assert alert_worker.sweep_deadlines(config, ledger, now=later(120)) == []  # once
     timed_out = ledger.get_job(job["id"], with_events=True)
     assert timed_out["state"] == "timed_out" and timed_out["error_code"] == "DeadlineExceeded"
     assert timed_out["events"][-1]["event_type"] == "DeadlineExceeded"
@@ -165,7 +165,7 @@ def test_zero_deadline_never_times_out(ledger):
         params={"ClusterId": "c", "JobId": "j"},
     )
     config = {"DEADLINES": {"default": 60, "edge_transcode": 0}}
-    assert alerting.sweep_deadlines(config, ledger, now=later(10**6)) == []
+    assert alert_worker.sweep_deadlines(config, ledger, now=later(10**6)) == []
 
 
 # -- delivery ---------------------------------------------------------------------------
@@ -183,8 +183,8 @@ def config_for(*urls, **extra):
 def test_one_failure_is_one_alert_with_a_link_to_the_job(ledger, sink):
     result = record(ledger, failed_transcode("v4"))
     config = config_for(sink.url)
-    assert alerting.deliver_alerts(config, ledger, now=later(10)) == {}  # held to group
-    assert alerting.deliver_alerts(config, ledger, now=later()) == {f"webhook:{sink.url}": 1}
+    assert alert_worker.deliver_alerts(config, ledger, now=later(10)) == {}  # held to group
+    assert alert_worker.deliver_alerts(config, ledger, now=later()) == {f"webhook:{sink.url}": 1}
     (message,) = sink.received
     assert message["type"] == "job.alert" and message["job_id"] == result.job_id
     assert (message["state"], message["error_code"], message["media_id"]) == (
@@ -193,14 +193,14 @@ def test_one_failure_is_one_alert_with_a_link_to_the_job(ledger, sink):
         "v4",
     )
     assert message["url"] == f"https://jobs.example.com/jobs/{result.job_id}"
-    assert alerting.deliver_alerts(config, ledger, now=later(600)) == {}  # never twice
+    assert alert_worker.deliver_alerts(config, ledger, now=later(600)) == {}  # never twice
     assert len(sink.received) == 1
 
 
 def test_a_burst_becomes_one_summary(ledger, sink):
     for i in range(20):
         record(ledger, failed_transcode(f"burst-{i}"))
-    alerting.deliver_alerts(config_for(sink.url), ledger, now=later())
+    alert_worker.deliver_alerts(config_for(sink.url), ledger, now=later())
     (summary,) = sink.received
     assert summary["type"] == "job.alert.summary" and summary["count"] == 20
     assert summary["by_state"] == {"failed": 20} and len(summary["alerts"]) == 20
@@ -212,13 +212,15 @@ def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):
         record(ledger, failed_transcode("v5"))
         config = config_for(sink.url, other.url)
         sink.down = True
-        sent = alerting.deliver_alerts(config, ledger, now=later())
+        sent = alert_worker.deliver_alerts(config, ledger, now=later())
         assert sent == {f"webhook:{other.url}": 1}  # the healthy sink is not held back
         record(ledger, failed_transcode("v6"))
         # the healthy sink takes the new alert; the down one fails again
-        assert alerting.deliver_alerts(config, ledger, now=later(65)) == {f"webhook:{other.url}": 1}
+        assert alert_worker.deliver_alerts(config, ledger, now=later(65)) == {
+            f"webhook:{other.url}": 1
+        }
         sink.down = False
-        sent = alerting.deliver_alerts(config, ledger, now=later(3600))  # an hour later
+        sent = alert_worker.deliver_alerts(config, ledger, now=later(3600))  # an hour later
         assert sent[f"webhook:{sink.url}"] == 2
         assert {a["media_id"] for a in sink.received[0]["alerts"]} == {"v5", "v6"}
         assert [m["type"] for m in other.received] == ["job.alert", "job.alert"]
@@ -232,7 +234,7 @@ def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):
 def test_an_unreachable_sink_is_retried_with_backoff(ledger):
     url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     record(ledger, failed_transcode("v7"))
-    alerting.deliver_alerts(config_for(url), ledger, now=later())
+    alert_worker.deliver_alerts(config_for(url), ledger, now=later())
     row = ledger.conn.execute(
         "SELECT attempts, next_attempt_at, last_error FROM alert_deliveries"
     ).fetchone()
@@ -286,13 +288,13 @@ def test_sns_alerts_arrive_in_a_subscribed_queue(ledger, moto_server):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     result = record(ledger, failed_transcode("v8"))
     config = config_for(ALERT_SNS_TOPIC_ARN=topic)
-    assert alerting.deliver_alerts(config, ledger, now=later()) == {f"sns:{topic}": 1}
+    assert alert_worker.deliver_alerts(config, ledger, now=later()) == {f"sns:{topic}": 1}
     messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=2)["Messages"]
     envelope = json.loads(messages[0]["Body"])
     assert envelope["Subject"].startswith("jobledger: transcode job failed")
     alert = json.loads(envelope["Message"])
     assert alert["job_id"] == result.job_id and alert["state"] == "failed"
-    assert alerting.deliver_alerts(config, ledger, now=later(900)) == {}
+    assert alert_worker.deliver_alerts(config, ledger, now=later(900)) == {}
     sns.close()
     sqs.close()
 
@@ -300,7 +302,7 @@ def test_sns_alerts_arrive_in_a_subscribed_queue(ledger, moto_server):
 def test_sns_failure_is_recorded_for_retry(ledger, moto_server):
     record(ledger, failed_transcode("v9"))
     config = config_for(ALERT_SNS_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:missing")
-    assert alerting.deliver_alerts(config, ledger, now=later()) == {}
+    assert alert_worker.deliver_alerts(config, ledger, now=later()) == {}
     error = ledger.conn.execute("SELECT last_error FROM alert_deliveries").fetchone()[0]
     assert "SNS publish failed" in error
 
@@ -308,7 +310,7 @@ def test_sns_failure_is_recorded_for_retry(ledger, moto_server):
 def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sEcReT-sns-key-42")
     record(ledger, failed_transcode("v10"))
-    alerting.deliver_alerts(
+    alert_worker.deliver_alerts(
         config_for(ALERT_SNS_TOPIC_ARN="arn:aws:sns:us-east-1:1:x"), ledger, now=later()
     )
     assert ledger.conn.execute("SELECT COUNT(*) FROM alert_deliveries").fetchone()[0] == 1

@@ -21,10 +21,10 @@ import pytest
 from mns.account import Account
 
 import store.connection
-from receiver import consume_mns
-from receiver.consume import Fatal
 from receiver.providers import InvalidPayload
 from receiver.providers import queue as mns_parser
+from receiver.workers import mns as mns_worker
+from receiver.workers.batch import Fatal
 from store import migrate, open_ledger
 from tests.conftest import FIXTURES, ROOT, fixture_bytes, free_port
 from tests.fakes.mns import FakeMNS
@@ -91,7 +91,7 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition", proc=Non
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(consume_mns, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(mns_worker, "RETRY_BASE_S", 0.01)
 
 
 @pytest.fixture
@@ -117,7 +117,6 @@ def mns_app(make_app, mns):
     app = make_app(
         MNS_ENDPOINT=mns.endpoint, MNS_ACCESS_KEY_ID=AK, MNS_ACCESS_KEY_SECRET=SK, MNS_QUEUES=QUEUE
     )
-    consume_mns.register(app)
     return app
 
 
@@ -278,7 +277,7 @@ def test_a_message_whose_delete_failed_comes_back_as_a_duplicate(
 ):
     for body in unique_bodies(3):
         mns.send(QUEUE, body)
-    consumer = consume_mns.QueueConsumer(
+    consumer = mns_worker.QueueConsumer(
         QUEUE, mns_settings, threading.Event(), once=True, wait_seconds=0
     )
     other = Account(mns.endpoint, AK, SK)
@@ -304,7 +303,7 @@ def test_a_message_whose_delete_failed_comes_back_as_a_duplicate(
 
 def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings):
     mns.send(QUEUE, unique_bodies(1)[0])
-    consumer = consume_mns.QueueConsumer(
+    consumer = mns_worker.QueueConsumer(
         QUEUE, mns_settings, threading.Event(), once=True, wait_seconds=0
     )
     try:
@@ -320,7 +319,7 @@ def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings)
 @pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_the_batch_for_redelivery(mns, consume, ledger, db_path, monkeypatch):
     monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(consume_mns, "DEFER_BASE_S", 1)
+    monkeypatch.setattr(mns_worker, "DEFER_BASE_S", 1)
     for body in unique_bodies(3):
         mns.send(QUEUE, body)
     blocker = sqlite3.connect(db_path)
@@ -373,7 +372,6 @@ def test_errors_retrying_cannot_fix_exit_1(mns, make_app, how, error):
         MNS_ACCESS_KEY_SECRET="wrong" if how == "secret" else SK,
         MNS_QUEUES="no-such-queue" if how == "queue" else QUEUE,
     )
-    consume_mns.register(app)
     if how == "5xx":
         mns.fail_next(5)
     result = app.test_cli_runner().invoke(args=["consume-mns", "--once"])
@@ -397,7 +395,6 @@ def test_errors_retrying_cannot_fix_exit_1(mns, make_app, how, error):
 )
 def test_an_unconfigured_consumer_names_the_settings(make_app, settings, missing):
     app = make_app(**settings)
-    consume_mns.register(app)
     result = app.test_cli_runner().invoke(args=["consume-mns", "--once"])
     assert result.exit_code == 2
     assert missing in result.stderr
@@ -416,7 +413,6 @@ def test_a_consumer_refuses_a_ledger_that_is_not_ready(make_app, mns, tmp_path, 
         MNS_ACCESS_KEY_SECRET=SK,
         MNS_QUEUES=QUEUE,
     )
-    consume_mns.register(app)
     result = app.test_cli_runner().invoke(args=["consume-mns", "--once"])
     assert result.exit_code == 1
     assert "run `flask --app wsgi init-db`" in result.stderr
@@ -432,7 +428,7 @@ def test_several_consumers_on_one_queue_apply_each_message_once(mns, mns_setting
 
     def run():
         runs.extend(
-            consume_mns.consume(mns_settings, [QUEUE], threading.Event(), once=True, wait_seconds=1)
+            mns_worker.consume(mns_settings, [QUEUE], threading.Event(), once=True, wait_seconds=1)
         )
 
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -450,9 +446,7 @@ def test_several_consumers_on_one_queue_apply_each_message_once(mns, mns_setting
 def test_a_stop_ends_an_idle_long_poll_at_once(mns, mns_settings):
     stop, runs = threading.Event(), []
     thread = threading.Thread(
-        target=lambda: runs.extend(
-            consume_mns.consume(mns_settings, [QUEUE], stop, wait_seconds=30)
-        )
+        target=lambda: runs.extend(mns_worker.consume(mns_settings, [QUEUE], stop, wait_seconds=30))
     )
     thread.start()
     wait_for(lambda: mns.waiters(QUEUE) == 1, what="the long poll")

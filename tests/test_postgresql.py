@@ -192,3 +192,25 @@ def test_hot_queries_use_the_indexes(pg_url):
         )
         assert "events_pkey" in prune, prune
         assert TEMPLATE  # the database came from the migrated template
+
+
+def test_a_command_reconnects_after_the_server_dropped_its_connection(pg_url, pg_cluster):
+    event = json_event("after-restart")
+    with open_ledger(pg_url) as ledger:
+        pid = ledger.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        pg_cluster.admin(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(LedgerUnavailable):  # the batch in hand is left for redelivery
+            ledger.record_event(event, source="mns", verified=True)
+        result = ledger.record_event(event, source="mns", verified=True)  # a new connection
+        assert result.state == "succeeded" and result.duplicate_of is None
+        assert ledger.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def json_event(video: str):
+    import json
+
+    from receiver.providers import aliyun_vod
+
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    doc["VideoId"] = video
+    return aliyun_vod.parse(json.dumps(doc))

@@ -13,8 +13,8 @@ import time
 import pytest
 
 import store.connection
-from receiver import pull_tencent
 from receiver.providers import tencent_vod
+from receiver.workers import tencent_pull
 from tests.conftest import FIXTURES, fixture_json
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 from tests.test_consume_mns import count, flask_command, wait_for
@@ -43,7 +43,7 @@ def no_proxy_fast_backoff(monkeypatch):
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("RECEIVER_TENCENT_VOD_V2_URL", raising=False)
-    monkeypatch.setattr(pull_tencent, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(tencent_pull, "RETRY_BASE_S", 0.01)
 
 
 @pytest.fixture
@@ -66,7 +66,6 @@ def tencent_app(make_app, api, v2):
         TENCENT_VOD_ENDPOINT=api.endpoint,
         TENCENT_VOD_V2_URL=v2.url,
     )
-    pull_tencent.register(app)
     return app
 
 
@@ -112,7 +111,6 @@ def test_unconfirmed_events_come_back_and_are_applied_once(ledger, make_app, db_
             TENCENT_SECRET_KEY=SECRET_KEY,
             TENCENT_VOD_ENDPOINT=api.endpoint,
         )
-        pull_tencent.register(app)
         for i in range(3):
             api.push_event(procedure(f"1256768367-Procedure-t{i}"))
         # The batch confirm and the three one-by-one retries fail; the events lapse.
@@ -170,7 +168,6 @@ def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch)
             TENCENT_SECRET_KEY=SECRET_KEY,
             TENCENT_VOD_ENDPOINT=api.endpoint,
         )
-        pull_tencent.register(app)
         api.push_event(procedure("1256768367-Procedure-busy"))
         blocker = sqlite3.connect(db_path)
         blocker.execute("BEGIN IMMEDIATE")
@@ -224,7 +221,6 @@ def test_errors_retrying_cannot_fix_exit_1(api, make_app, case, error):
         TENCENT_VOD_ENDPOINT=api.endpoint,
         TENCENT_SECRET_KEY="wrong" if case == "secret" else SECRET_KEY,
     )
-    pull_tencent.register(app)
     if case == "confirm":
         api.push_event(procedure("1256768367-Procedure-noconfirm"))
         api.fail_next("ConfirmEvents", "UnauthorizedOperation", "no vod:ConfirmEvents")
@@ -237,7 +233,6 @@ def test_errors_retrying_cannot_fix_exit_1(api, make_app, case, error):
 
 def test_an_unconfigured_puller_names_the_settings(make_app):
     app = make_app()
-    pull_tencent.register(app)
     result = app.test_cli_runner().invoke(args=["pull-tencent", "--once"])
     assert result.exit_code == 2
     assert "RECEIVER_TENCENT_SECRET_ID, RECEIVER_TENCENT_SECRET_KEY" in result.stderr
@@ -250,7 +245,6 @@ def test_a_puller_refuses_a_missing_ledger(api, make_app, tmp_path):
         TENCENT_SECRET_KEY=SECRET_KEY,
         TENCENT_VOD_ENDPOINT=api.endpoint,
     )
-    pull_tencent.register(app)
     result = app.test_cli_runner().invoke(args=["pull-tencent", "--once"])
     assert result.exit_code == 1
     assert "no ledger at" in result.stderr and api.requests == []
@@ -305,7 +299,6 @@ def test_a_puller_killed_before_confirming_gets_the_events_again(make_app, db_pa
             TENCENT_SECRET_KEY=SECRET_KEY,
             TENCENT_VOD_ENDPOINT=api.endpoint,
         )
-        pull_tencent.register(app)
         result = app.test_cli_runner().invoke(args=["pull-tencent", "--once"])
         assert result.exit_code == 0, result.output
         assert api.pending_events() == [] and count(db_path) == 3

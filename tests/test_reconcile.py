@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver.providers import polls
-from receiver.reconcile import Pacer, next_poll_delay, reconcile_pass
+from receiver.workers.reconcile import Pacer, next_poll_delay, reconcile_pass
 from store.ids import iso
 from tests.conftest import ROOT, fixture_json, tencent_signed, vod_headers
 from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures

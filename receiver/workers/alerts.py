@@ -1,4 +1,4 @@
-"""Alert delivery and the deadline sweep, run by `reconcile` (never in a request).
+"""Alert delivery and the deadline sweep, run by the `reconcile` worker (never in a request).
 
 Each alert is delivered at least once to every configured sink: a JSON POST to each
 RECEIVER_ALERT_WEBHOOK_URLS entry, and an AWS SNS publish to RECEIVER_ALERT_SNS_TOPIC_ARN.

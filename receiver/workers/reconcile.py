@@ -1,4 +1,4 @@
-"""`reconcile`: ask providers about jobs that have no final word yet, and record the answers.
+"""The `reconcile` worker: ask providers about jobs without a final word; record the answers.
 
 Where a provider has no callback (Live edge transcoding) or a callback was lost, the
 answer of its status API is applied as an Event with source `poll`, through the same
@@ -13,9 +13,7 @@ Pacing, so that polls cost little and never hammer an API:
   the pass and its jobs are asked again THROTTLE_PAUSE_S later.
 """
 
-import json
 import logging
-import signal
 import threading
 import time
 from collections import Counter
@@ -23,19 +21,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import click
-from flask import current_app
-from flask.cli import with_appcontext
-
-from store import JobNotFound, Ledger
+from store import JobNotFound, Ledger, open_ledger
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
 from submitter.polls import READ_BUDGET_S, plan_poll
 
-from . import alerting
-from .cli import ledger as open_app_ledger
-from .providers import polls
+from ..providers import polls
+from . import alerts as alerting
+from .batch import RunResult, StopSignal
 
 log = logging.getLogger("jobledger.reconcile")
 
@@ -221,36 +215,22 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     return "changed", delay, True
 
 
-@click.command("reconcile")
-@click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
-@with_appcontext
-def reconcile_command(once: bool):
-    """Poll providers for jobs without a final word, and record what they say.
+def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
+    """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
-    Without --once it loops until SIGTERM or SIGINT, finishing the job in hand first.
-
-    \b
-    flask --app wsgi reconcile --once
+    :returns: with `once`, the pass's counts as the one summary line
     """
-    config = current_app.config
-    stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        with open_app_ledger() as led:
-            # Calls are spaced through the ledger: the pace holds across passes, and across
-            # every reconcile process sharing it.
-            pacer = Pacer(shared=led.take_call_slot)
-            while True:
-                stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
-                if once:
-                    click.echo(json.dumps(stats))
-                    break
-                log.info("reconcile.pass", extra=stats)
-                if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):
-                    break
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    stop, lines = threading.Event(), []
+    with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as led:
+        # Calls are spaced through the ledger: the pace holds across passes, and across
+        # every reconcile process sharing it.
+        pacer = Pacer(shared=led.take_call_slot)
+        while True:
+            stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
+            if once:
+                lines.append(stats)
+                break
+            log.info("reconcile.pass", extra=stats)
+            if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):
+                break
+    return RunResult(lines)

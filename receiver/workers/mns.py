@@ -1,4 +1,4 @@
-"""`consume-mns`: apply Alibaba MNS queue messages (VOD events, MPS notices) to the ledger.
+"""The `consume-mns` worker: MNS queue messages (VOD events, MPS notices) into the ledger.
 
 One thread per queue, each with its own SDK connection and ledger connection (neither is
 thread-safe). A batch of up to 16 messages is recorded in one transaction and deleted in
@@ -8,22 +8,29 @@ Bodies are read raw (`set_encoding(False)`) because the SDK's Base64 decoding fa
 returns garbage, on raw JSON; `providers.queue` accepts both (reference/aliyun.md §3).
 """
 
-import json
 import logging
 import random
 import socket
 import threading
+from collections.abc import Mapping
+from typing import Any
 
-import click
-from flask import Flask, current_app
-from flask.cli import with_appcontext
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
 
 from store import ledger_problem, open_ledger
 
-from .consume import Backoff, Delivery, Fatal, Stats, StopSignal, apply_batch
-from .providers import queue as mns_queue
+from ..providers import queue as mns_queue
+from .batch import (
+    Backoff,
+    Delivery,
+    Fatal,
+    Misconfigured,
+    RunResult,
+    Stats,
+    StopSignal,
+    apply_batch,
+)
 
 log = logging.getLogger("jobledger.consume")
 
@@ -266,62 +273,37 @@ def consume(
     return consumers
 
 
-@click.command("consume-mns")
-@click.option(
-    "--queue",
-    "queues",
-    multiple=True,
-    metavar="NAME",
-    help="Queue to consume (repeatable). Default: RECEIVER_MNS_QUEUES.",
-)
-@click.option("--once", is_flag=True, help="Stop when every queue is empty.")
-@click.option(
-    "--wait-seconds",
-    type=click.IntRange(0, 30),
-    default=None,
-    help=f"Long-poll time. Default: {WAIT_SECONDS}, or {ONCE_WAIT_SECONDS} with --once.",
-)
-@with_appcontext
-def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int | None):
-    """Consume MNS queues: record each message, then delete it.
+def run(config: Mapping[str, Any], queues: list[str], *, once: bool, wait_seconds: int | None):
+    """Consume MNS queues until SIGTERM/SIGINT (or, with `once`, until every queue is empty).
 
-    Runs until SIGTERM/SIGINT, then finishes the batch in hand and exits 0. With --once,
-    stops when every queue is empty; exit 1 if messages were left for redelivery.
-
-    \b
-    flask --app wsgi consume-mns
-    flask --app wsgi consume-mns --queue vod-events --once
+    :returns: a RunResult: one summary line per queue, and an error if the run must exit 1
+    :raises Misconfigured: MNS settings or queue names are missing
     """
-    config = current_app.config
     needed = ("MNS_ENDPOINT", "MNS_ACCESS_KEY_ID", "MNS_ACCESS_KEY_SECRET")
     missing = [f"RECEIVER_{k}" for k in needed if not config.get(k)]
     if missing:
-        raise click.UsageError(f"MNS is not configured: set {', '.join(missing)}")
+        raise Misconfigured(f"MNS is not configured: set {', '.join(missing)}")
     names = list(queues) or list(config.get("MNS_QUEUES") or [])
     if not names:
-        raise click.UsageError("no queue to consume: set RECEIVER_MNS_QUEUES or pass --queue")
+        raise Misconfigured("no queue to consume: set RECEIVER_MNS_QUEUES or pass --queue")
     problem = ledger_problem(config["DATABASE"])
     if problem:
-        raise click.ClickException(problem)
+        return RunResult([], problem)
     settings = {k: config[k] for k in (*needed, "DATABASE", "DURABILITY")}
     stop = threading.Event()
     with StopSignal(stop) as signals:
         consumers = consume(settings, names, stop, once=once, wait_seconds=wait_seconds)
     if signals.received:
         log.info("consume.mns.signal", extra={"signal": signals.received})
-    for c in consumers:
-        click.echo(json.dumps({"queue": c.name, **vars(c.stats)}))
+    lines = [{"queue": c.name, **vars(c.stats)} for c in consumers]
     errors = [c.error for c in consumers if c.error]
     if errors:
-        raise click.ClickException("; ".join(errors))
+        return RunResult(lines, "; ".join(errors))
     deferred = sum(c.stats.deferred for c in consumers)
     if once and deferred:
-        raise click.ClickException(
+        return RunResult(
+            lines,
             f"{deferred} message(s) left for redelivery: the ledger was"
-            " busy or unwritable; run again"
+            " busy or unwritable; run again",
         )
-
-
-def register(app: Flask) -> None:
-    """Add `consume-mns` to the app's commands."""
-    app.cli.add_command(consume_mns_command)
+    return RunResult(lines)

@@ -1,4 +1,4 @@
-"""`pull-tencent`: Tencent VOD reliable-callback events, pulled, recorded, then confirmed.
+"""The `pull-tencent` worker: Tencent VOD reliable-mode events, pulled, recorded, confirmed.
 
 In reliable mode (ModifyEventConfig Mode=PULL) Tencent keeps each event until it is
 confirmed, and hands an unconfirmed one out again 30 s after it was pulled: at-least-once
@@ -16,18 +16,25 @@ import json
 import logging
 import os
 import threading
-
-import click
-from flask import Flask, current_app
-from flask.cli import with_appcontext
+from collections.abc import Mapping
+from typing import Any
 
 from store import ledger_problem, open_ledger
 from submitter.calls import Budget, CallFailed
 from submitter.tencent_api import TencentAPI
 from submitter.tencent_v2 import TencentV2
 
-from .consume import Backoff, Delivery, Fatal, Stats, StopSignal, apply_batch
-from .providers import tencent_vod
+from ..providers import tencent_vod
+from .batch import (
+    Backoff,
+    Delivery,
+    Fatal,
+    Misconfigured,
+    RunResult,
+    Stats,
+    StopSignal,
+    apply_batch,
+)
 
 log = logging.getLogger("jobledger.consume")
 
@@ -253,54 +260,36 @@ def _apis(choice: str) -> list[str]:
     return ["v3", "v2"] if choice == "both" else [choice]
 
 
-@click.command("pull-tencent")
-@click.option("--once", is_flag=True, help="Stop when no event is waiting.")
-@click.option(
-    "--api",
-    "api",
-    type=click.Choice(["auto", "v3", "v2", "both"]),
-    default="auto",
-    show_default=True,
-    help="auto: API 3.0, plus v2 when RECEIVER_TENCENT_VOD_V2_URL is set.",
-)
-@with_appcontext
-def pull_tencent_command(once: bool, api: str):
-    """Consume Tencent VOD reliable-callback events: record each, then confirm it.
+def run(config: Mapping[str, Any], *, once: bool, api: str = "auto") -> RunResult:
+    """Pull Tencent events until SIGTERM/SIGINT (or, with `once`, until none is waiting).
 
-    Runs until SIGTERM/SIGINT, then finishes the events in hand (at most one pull, up to
-    5 s) and exits 0. With --once, stops when every API has no event waiting.
-
-    \b
-    flask --app wsgi pull-tencent
-    flask --app wsgi pull-tencent --once --api both
+    :param api: `auto` (API 3.0, plus v2 when RECEIVER_TENCENT_VOD_V2_URL is set), `v3`,
+      `v2` or `both`
+    :returns: a RunResult: one summary line per API, and an error if the run must exit 1
+    :raises Misconfigured: Tencent credentials are missing
     """
-    config = current_app.config
     missing = [
         f"RECEIVER_{k}" for k in ("TENCENT_SECRET_ID", "TENCENT_SECRET_KEY") if not config.get(k)
     ]
     if missing:
-        raise click.UsageError(f"Tencent Cloud is not configured: set {', '.join(missing)}")
+        raise Misconfigured(f"Tencent Cloud is not configured: set {', '.join(missing)}")
     problem = ledger_problem(config["DATABASE"])
     if problem:
-        raise click.ClickException(problem)
+        return RunResult([], problem)
     stop = threading.Event()
     puller = Puller(dict(config), _apis(api), stop, once=once)
     with StopSignal(stop) as signals:
         puller.run()
     if signals.received:
         log.info("consume.tencent.signal", extra={"signal": signals.received})
-    for name, stats in puller.stats.items():
-        click.echo(json.dumps({"api": name, **vars(stats)}))
+    lines = [{"api": name, **vars(stats)} for name, stats in puller.stats.items()]
     if puller.error:
-        raise click.ClickException(puller.error)
+        return RunResult(lines, puller.error)
     deferred = sum(s.deferred for s in puller.stats.values())
     if once and deferred:
-        raise click.ClickException(
+        return RunResult(
+            lines,
             f"{deferred} event(s) left unconfirmed: the ledger was busy"
-            " or unwritable; Tencent delivers them again after 30 s"
+            " or unwritable; Tencent delivers them again after 30 s",
         )
-
-
-def register(app: Flask) -> None:
-    """Add `pull-tencent` to the app's commands."""
-    app.cli.add_command(pull_tencent_command)
+    return RunResult(lines)

@@ -1,4 +1,4 @@
-"""What the queue consumers share: apply a batch, back off, stop on a signal.
+"""What the long-running workers share: apply a batch, back off, stop on a signal, report.
 
 `consume-mns` and `pull-tencent` both receive up to 16 notices, record them in the ledger,
 and acknowledge (delete, confirm) only what is committed or quarantined. A notice that
@@ -16,13 +16,25 @@ from typing import Any
 
 from store import Ledger, is_transient
 
-from .providers import InvalidPayload
+from ..providers import InvalidPayload
 
 log = logging.getLogger("jobledger.consume")
 
 
 class Fatal(Exception):
     """The consumer cannot go on (bad credentials, missing queue): exit 1 with this message."""
+
+
+class Misconfigured(Exception):
+    """A worker cannot start: a setting it needs is missing (the message names it)."""
+
+
+@dataclass
+class RunResult:
+    """How a worker's run ended: summary lines to print, and an error if it must exit 1."""
+
+    lines: list[dict] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
