@@ -3,14 +3,8 @@
 from .backend import is_url
 from .connection import write_transaction
 from .errors import JobNotFound, LedgerError, LedgerUnavailable, is_transient
-from .ledger import (
-    Ledger,
-    RecordResult,
-    ledger_problem,
-    migrate,
-    open_ledger,
-    pending_migrations,
-)
+from .ledger import Ledger, RecordResult, open_ledger
+from .schema import ledger_problem, migrate, pending_migrations
 
 __all__ = [
     "JobNotFound",

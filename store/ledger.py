@@ -23,10 +23,9 @@ from . import states
 from .alerts import AlertsMixin
 from .backend import POSTGRES, SQLITE, Backend, is_url
 from .connection import LedgerBase, connect
-from .errors import LedgerUnavailable, is_transient
 from .ids import utcnow
-from .migrations import migrations
 from .polls import PollsMixin
+from .quarantine import QuarantineMixin
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
 from .retention import RetentionMixin
 from .submissions import SubmissionsMixin, new_job
@@ -71,78 +70,6 @@ class RecordResult:
         return self.state != self.previous_state
 
 
-def migrate(database: str | Path) -> list[str]:
-    """Create or migrate the ledger (a file path or a postgresql:// URL); return what was applied.
-
-    Safe to run from several hosts at once: on PostgreSQL under an advisory lock.
-    """
-    if is_url(database):
-        from . import pg_schema
-
-        conn = _connect_pg(database)
-        try:
-            return pg_schema.migrate(conn)
-        finally:
-            conn.close()
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    with Database(connect(database), execute_plugins=False) as db:
-        pending = [m.name for m in migrations.pending(db)]
-        migrations.apply(db)
-    return pending
-
-
-def pending_migrations(database: str | Path) -> list[str]:
-    """Return the names of the migrations the ledger still needs (all of them if new).
-
-    :raises LedgerUnavailable: the PostgreSQL server cannot be reached
-    """
-    if is_url(database):
-        from . import pg_schema
-
-        conn = _connect_pg(database)
-        try:
-            return pg_schema.pending(conn)
-        finally:
-            conn.close()
-    with Database(connect(database), execute_plugins=False) as db:
-        return [m.name for m in migrations.pending(db)]
-
-
-def ledger_problem(database: str | Path) -> str | None:
-    """Return why the ledger cannot be used yet, or None if it can.
-
-    A missing file must not be opened (SQLite would create an empty one), nor a ledger with
-    pending migrations: every write would fail on a missing table or column. An unreachable
-    PostgreSQL server is named by its URL, without the password.
-    """
-    if is_url(database):
-        from .pg import redact
-
-        where = f"ledger at RECEIVER_DATABASE={redact(database)}"
-    elif not Path(database).is_file():
-        return f"no ledger at {database}: run `flask --app wsgi init-db`"
-    else:
-        where = f"ledger at {database}"
-    try:
-        pending = pending_migrations(database)
-    except LedgerUnavailable as e:
-        return str(e)
-    if pending:
-        return f"{where} needs {', '.join(pending)}: run `flask --app wsgi init-db`"
-    return None
-
-
-def _connect_pg(url: str):
-    from . import pg
-
-    try:
-        return pg.connect(url)
-    except Exception as e:
-        if is_transient(e):
-            raise LedgerUnavailable(pg.describe_failure(url, e)) from None
-        raise
-
-
 def open_ledger(database: str | Path, durability: str = "normal") -> "Ledger":
     """Open the ledger (already migrated). Use as a context manager to close it.
 
@@ -152,7 +79,9 @@ def open_ledger(database: str | Path, durability: str = "normal") -> "Ledger":
     :raises LedgerUnavailable: the PostgreSQL server cannot be reached
     """
     if is_url(database):
-        return Ledger(_connect_pg(database), POSTGRES)
+        from .pg import connect as connect_pg
+
+        return Ledger(connect_pg(database), POSTGRES)
     return Ledger(Database(connect(database, durability), execute_plugins=False))
 
 
@@ -162,7 +91,15 @@ def lock_id(key: tuple) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class Ledger(LedgerBase, SubmissionsMixin, AlertsMixin, PollsMixin, RetentionMixin, LedgerReads):
+class Ledger(
+    LedgerBase,
+    SubmissionsMixin,
+    QuarantineMixin,
+    AlertsMixin,
+    PollsMixin,
+    RetentionMixin,
+    LedgerReads,
+):
     """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run.
 
     :param db: a sqlite-utils Database (SQLite), or a store.pg.PgConnection (PostgreSQL)
@@ -379,53 +316,6 @@ class Ledger(LedgerBase, SubmissionsMixin, AlertsMixin, PollsMixin, RetentionMix
             )
         self._state_changed(job, old, new)
         return new
-
-    # -- quarantine -----------------------------------------------------------------------
-
-    def quarantine(
-        self,
-        *,
-        provider: str,
-        service: str,
-        source: str,
-        body: bytes | str,
-        reason: str,
-        verified: bool,
-        auth: str | None = None,
-        meta: dict | None = None,
-    ) -> int:
-        """Keep an authenticated body that could not be parsed, for `replay --quarantined`."""
-        if isinstance(body, str):
-            body = body.encode("utf-8", "surrogateescape")
-        row = (
-            utcnow(),
-            provider,
-            service,
-            source,
-            reason,
-            body,
-            json.dumps(dict(meta or {}), ensure_ascii=False),
-            int(verified),
-            auth,
-        )
-
-        def write() -> int:
-            self._count_notice(source, None, "quarantined", provider=provider)
-            return self.conn.execute(
-                "INSERT INTO quarantine (received_at, provider, service, source, reason, body,"
-                " meta, verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                row,
-            ).fetchone()[0]
-
-        return self._write(write)
-
-    def mark_replayed(self, quarantine_id: int, event_id: int) -> None:
-        """Note that a quarantined body has been parsed and recorded as `event_id`."""
-        self._write(
-            self.conn.execute,
-            "UPDATE quarantine SET replayed_at = ?, replay_event_id = ? WHERE id = ?",
-            (utcnow(), event_id, quarantine_id),
-        )
 
     # -- helpers --------------------------------------------------------------------------
 

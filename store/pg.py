@@ -13,6 +13,7 @@ import psycopg
 from psycopg import conninfo, pq
 
 from .backend import redact
+from .errors import LedgerUnavailable, is_transient
 
 CONNECT_TIMEOUT_S = 5
 _translated: dict[str, str] = {}
@@ -75,8 +76,16 @@ class PgConnection:
 
 
 def connect(url: str) -> PgConnection:
-    """Open one connection (commands and consumers; web workers use a pool)."""
-    return PgConnection(psycopg.connect(url, **connection_options()), url=url)
+    """Open one connection (commands and consumers; web workers use a pool).
+
+    :raises LedgerUnavailable: the server cannot be reached (named, without the password)
+    """
+    try:
+        return PgConnection(psycopg.connect(url, **connection_options()), url=url)
+    except Exception as e:
+        if is_transient(e):
+            raise LedgerUnavailable(describe_failure(url, e)) from None
+        raise
 
 
 def connection_options() -> dict:
