@@ -40,9 +40,12 @@ def pytest_generate_tests(metafunc):
     both = metafunc.definition.get_closest_marker("engines") is not None
     if metafunc.definition.get_closest_marker("sqlite_only") is not None:
         both = False
-    engines = list(ENGINES) if both else ["sqlite"]
     if metafunc.definition.get_closest_marker("postgresql_only") is not None:
         engines = ["postgresql"]
+    elif both:
+        engines = list(ENGINES)
+    else:
+        return  # SQLite, and the test keeps its plain name
     metafunc.parametrize("database", engines, indirect=True, ids=engines)
 
 
