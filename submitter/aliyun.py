@@ -83,13 +83,16 @@ def endpoint_for(config: Mapping[str, Any], service: str) -> tuple[str, bool]:
 
 
 class AliyunAPI:
-    """One AcsClient (one HTTP session) for VOD, MPS and Live; use as a context manager."""
+    """One AcsClient (one HTTP session) for one service: VOD, MPS or Live.
 
-    def __init__(self, config: Mapping[str, Any]):
+    Use as a context manager. `service` is a key of SERVICES.
+    """
+
+    def __init__(self, config: Mapping[str, Any], service: str):
         ak, secret = (config.get(name) for name in CREDENTIALS)
         if not ak or not secret:
             raise NotConfigured("Alibaba Cloud", CREDENTIALS)
-        self._config = config
+        self._config, self.service = config, service
         from aliyunsdkcore.client import AcsClient
 
         self._client = AcsClient(
@@ -108,7 +111,6 @@ class AliyunAPI:
 
     def call(
         self,
-        service: str,
         action: str,
         params: Mapping[str, Any],
         *,
@@ -116,14 +118,14 @@ class AliyunAPI:
         idempotent: bool = False,
         retry_throttled: bool = True,
     ) -> dict:
-        """Call `action` of `service` with `params`; return the decoded JSON answer.
+        """Call `action` of this client's service with `params`; return the decoded answer.
 
         :raises CallFailed: the provider refused, or no usable answer within the budget
         """
-        package, version, _, _ = SERVICES[service]
+        package, version, _, _ = SERVICES[self.service]
         module = importlib.import_module(f"{package}.request.{version}.{action}Request")
         request_class = getattr(module, f"{action}Request")
-        host, https = endpoint_for(self._config, service)
+        host, https = endpoint_for(self._config, self.service)
 
         from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
         from aliyunsdkcore.http import protocol_type

@@ -16,8 +16,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 INTERACTIVE_BUDGET_S = 5.0  # what a person at a terminal or an API client waits for a submit
 MIN_ATTEMPT_S = 0.25  # do not start an attempt with less time than this left
@@ -35,6 +35,36 @@ _AFTER_SENDING = re.compile(
     r"|IncompleteRead|ChunkedEncodingError|Connection broken",
     re.IGNORECASE,
 )
+
+
+class ProviderClient(Protocol):
+    """What every provider API client is: one session, calls with a time budget, close().
+
+    Implemented by `aliyun.AliyunAPI` (one per service), `tencent_api.TencentAPI` and
+    `tencent_v2.TencentV2`; `operations.CLIENTS` names them. Adding a provider API means
+    writing one more class of this shape.
+    """
+
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        budget: "Budget",
+        idempotent: bool = False,
+        retry_throttled: bool = True,
+    ) -> dict:
+        """Call `action` with `params`; return the decoded answer.
+
+        :param idempotent: the call may be repeated after a network error past sending
+        :param retry_throttled: retry a throttling answer within the budget
+        :raises CallFailed: the provider refused, or no usable answer within the budget
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the client's connections."""
+        ...
 
 
 class UsageError(ValueError):

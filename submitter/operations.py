@@ -7,18 +7,22 @@ UsageError, never a provider call. Other params pass through unchanged.
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from . import aliyun, tencent_v2
 from .aliyun import AliyunAPI
-from .calls import Budget, UsageError
+from .calls import Budget, ProviderClient, UsageError
 from .tencent_api import TencentAPI
 from .tencent_v2 import TencentV2
 
-CLIENTS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "aliyun": AliyunAPI,
-    "tencent_api": TencentAPI,
-    "tencent_v2": TencentV2,
+# Every client has one shape (calls.ProviderClient); a provider is added by filling it in.
+CLIENTS: dict[str, Callable[[Mapping[str, Any]], ProviderClient]] = {
+    "aliyun.vod": partial(AliyunAPI, service="vod"),
+    "aliyun.mps": partial(AliyunAPI, service="mps"),
+    "aliyun.live": partial(AliyunAPI, service="live"),
+    "tencent.api": TencentAPI,
+    "tencent.v2": TencentV2,
 }
 INPUT_TYPES = {  # RunProcedure inputType -> the input fields it needs (reference §1.3)
     "SingleFile": ("file.id",),
@@ -53,7 +57,7 @@ class Operation:
     @property
     def provider(self) -> str:
         """Return `aliyun` or `tencent`."""
-        return "aliyun" if self.client == "aliyun" else "tencent"
+        return self.client.split(".", 1)[0]
 
     @property
     def toggles(self) -> bool:
@@ -69,14 +73,14 @@ class Operation:
             params.setdefault(key, value)
         if self.name == "aliyun.mps.SubmitIProductionJob" and config.get("MPS_PIPELINE_ID"):
             params.setdefault("PipelineId", config["MPS_PIPELINE_ID"])
-        if self.client == "tencent_v2":
+        if self.client == "tencent.v2":
             params = _prepare_v2(params)
-        reserved = tencent_v2.COMMON if self.client == "tencent_v2" else aliyun.RESERVED
-        clash = sorted(set(params) & reserved) if self.client != "tencent_api" else []
+        reserved = tencent_v2.COMMON if self.client == "tencent.v2" else aliyun.RESERVED
+        clash = sorted(set(params) & reserved) if self.client != "tencent.api" else []
         if clash:
             raise UsageError(f"{self.name}: {clash[0]} is set by jobledger, not by params")
         needed = self.required
-        if self.client == "tencent_v2":
+        if self.client == "tencent.v2":
             needed += INPUT_TYPES.get(str(params.get("inputType")), ())
         missing = [k for k in needed if not _present(params.get(k))]
         if missing:
@@ -97,10 +101,8 @@ class Operation:
         value = params.get(self.media_param) if self.media_param else None
         return str(value) if _present(value) else None
 
-    def call(self, client: Any, params: Mapping[str, Any], budget: Budget) -> dict:
+    def call(self, client: ProviderClient, params: Mapping[str, Any], budget: Budget) -> dict:
         """Make the provider call; return its answer."""
-        if self.client == "aliyun":
-            return client.call(self.service, self.api, params, budget=budget)
         return client.call(self.api, params, budget=budget)
 
     def provider_job_id(self, answer: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
@@ -153,6 +155,8 @@ def _prepare_v2(params: dict) -> dict:
 
 def _op(name: str, client: str, kind: str, required: tuple, job_id: tuple, **kw) -> Operation:
     service = name.split(".")[1]
+    if client == "aliyun":
+        client = f"aliyun.{service}"  # one client per Alibaba service: its endpoint and SDK
     return Operation(name, client, service, kind, name.rsplit(".", 1)[1], required, job_id, **kw)
 
 
@@ -202,7 +206,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         _op(
             "tencent.vod.RunProcedure",
-            "tencent_v2",
+            "tencent.v2",
             "procedure",
             ("inputType", "procedure"),
             (("vodTaskId",),),
@@ -210,7 +214,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         _op(
             "tencent.vod.ProcessMediaByProcedure",
-            "tencent_api",
+            "tencent.api",
             "procedure",
             ("FileId", "ProcedureName"),
             (("TaskId",), ("ReviewAudioVideoTaskId",)),
@@ -230,6 +234,6 @@ def get_operation(name: str) -> Operation:
         ) from None
 
 
-def open_client(op: Operation, config: Mapping[str, Any]) -> Any:
+def open_client(op: Operation, config: Mapping[str, Any]) -> ProviderClient:
     """Open the client `op` calls; raise NotConfigured naming the missing settings."""
     return CLIENTS[op.client](config)

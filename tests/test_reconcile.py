@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.providers import polls
+from receiver.providers import status_answers
 from receiver.workers.reconcile import Pacer, next_poll_delay, reconcile_pass
 from store.ids import iso
 from tests.conftest import ROOT, fixture_json, tencent_signed, vod_headers
@@ -101,7 +101,8 @@ def test_a_poll_never_moves_a_final_state_back(app, client, fakes, ledger):
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Success")
     run(app, ledger)
     stale = {"RequestId": "R2", "JobId": job["provider_job_id"], "State": "Analysing", "Result": ""}
-    result = ledger.record_event(polls.mps_iproduction(stale), source="poll", verified=True)
+    answer = status_answers.mps_iproduction(stale)
+    result = ledger.record_event(answer, source="poll", verified=True)
     assert (result.state, ledger.get_job(job["id"])["state"]) == ("succeeded", "succeeded")
 
 

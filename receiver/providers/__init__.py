@@ -1,14 +1,14 @@
-"""Provider registry: one module per sender, each with NAME, verify() and parse().
+"""Provider registry: one module per sender, each of the shape `base.Provider`.
 
-Adding a sender means adding one module, one entry here, fixtures and a test file.
+Adding a sender means adding one module that fills in that shape, one entry here,
+fixtures and a test file.
 """
 
-from types import ModuleType
-
 from . import aliyun_mps, aliyun_vod, tencent_vod
-from .base import Event, InvalidPayload, InvalidSignature
+from .base import Event, InvalidPayload, InvalidSignature, Provider
 
-PROVIDERS: dict[str, ModuleType] = {m.NAME: m for m in (aliyun_vod, aliyun_mps, tencent_vod)}
+_MODULES: tuple[Provider, ...] = (aliyun_vod, aliyun_mps, tencent_vod)
+PROVIDERS: dict[str, Provider] = {m.NAME: m for m in _MODULES}
 HTTP_PROVIDERS = frozenset({"aliyun_vod", "tencent_vod"})  # MPS reports only through MNS
 
 
@@ -16,7 +16,7 @@ class UnknownProvider(LookupError):
     """No provider module has that name."""
 
 
-def get_provider(name: str) -> ModuleType:
+def get_provider(name: str) -> Provider:
     """Return the provider module registered as `name`."""
     try:
         return PROVIDERS[name]
@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "InvalidPayload",
     "InvalidSignature",
+    "Provider",
     "PROVIDERS",
     "HTTP_PROVIDERS",
     "UnknownProvider",

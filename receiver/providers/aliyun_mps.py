@@ -1,8 +1,9 @@
 """ApsaraVideo MPS job notices, which arrive only as MNS queue messages.
 
 Smart production (`Type: IProduction`, plus the lower-case TextToSpeech shape) and the
-general MPS job notice (transcode, snapshot...) of the same pipeline queue.
-Reference: shared/reference/aliyun.md §4.2.
+general MPS job notice (Transcode, Snapshot, Analysis, MediaInfo...) of the same pipeline
+queue. Any failure signal (a `Fail` state, or an error code other than `Success`) fails the
+job, whatever else the notice says.
 """
 
 import json
@@ -10,7 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import base as states
-from .base import Event, InvalidPayload, body_text, dedup_key, load_json_object, text
+from .base import (
+    Event,
+    InvalidPayload,
+    InvalidSignature,
+    body_text,
+    dedup_key,
+    load_json_object,
+    text,
+)
 
 NAME = "aliyun_mps"
 PROVIDER, SERVICE = "aliyun", "mps"
@@ -31,6 +40,21 @@ _GENERAL_KINDS = {
     "analysis": "analysis",
     "mediainfo": "media_info",
 }
+
+
+def signature_secret(config: Mapping[str, Any]) -> None:
+    """MPS has no HTTP callback to sign: always None."""
+    return None
+
+
+def has_signature(body: bytes, headers: Mapping[str, str]) -> bool:
+    """MPS notices carry no signature of their own."""
+    return False
+
+
+def verify(body: bytes, headers: Mapping[str, str], secret: Any, now: float | None = None) -> None:
+    """Refuse: nothing signs an MPS notice, so nothing can be verified."""
+    raise InvalidSignature("MPS notices are not signed; they arrive only through MNS")
 
 
 def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
@@ -72,19 +96,36 @@ def state_of(value: Any) -> str | None:
     return _STATES.get((text(value) or "").lower())
 
 
+_OK_CODES = frozenset({"", "0", "success", "ok"})
+
+
+def _failure(doc: dict, state: str | None) -> dict:
+    """Return state/error of a notice: a failed state, or a code other than Success, fails."""
+    # Keys come in both cases; they should agree, and if they do not, the failing one wins.
+    given = [c for c in (text(doc.get("Code")), text(doc.get("code"))) if c is not None]
+    bad = [c for c in given if c.lower() not in _OK_CODES]
+    code = bad[0] if bad else next(iter(given), None)
+    msg = text(doc.get("Message")) or text(doc.get("msg")) or text(doc.get("Msg"))
+    if state == states.FAILED or bad:
+        return {
+            "state": states.FAILED,
+            "error_code": code or "Fail",
+            "error_message": msg or "the MPS job failed",
+        }
+    return {"state": state or states.PROCESSING}
+
+
 def _iproduction(doc: dict) -> dict:
     job_id = text(doc.get("JobId"))
     state = state_of(doc.get("State"))
     if job_id is None or state is None:
         raise InvalidPayload("IProduction notice without JobId or a known State")
-    failed = state == states.FAILED
+    details = doc.get("Details") if isinstance(doc.get("Details"), list) else []
     return {
         "kind": "iproduction",
         "provider_job_id": job_id,
-        "state": state,
-        "error_code": text(doc.get("Code")) if failed else None,
-        "error_message": text(doc.get("Message")) if failed else None,
-        "outputs": tuple(d for d in doc.get("Details") or [] if isinstance(d, dict)),
+        "outputs": tuple(d for d in details if isinstance(d, dict)),
+        **_failure(doc, state),
     }
 
 
@@ -110,15 +151,13 @@ def _text_to_speech(doc: dict) -> dict:
 
 
 def _general(doc: dict, kind: str) -> dict:
-    """The general MPS job notice: keys repeated in both cases; failures add code/msg."""
-    state = state_of(doc.get("State") or doc.get("state")) or states.PROCESSING
-    failed = state == states.FAILED
+    """The general MPS job notice: keys repeated in both cases; failures add code/msg.
+
+    Transcode, Snapshot, Analysis and MediaInfo jobs settle by their JobId, like smart
+    production jobs; a notice without a known state leaves its job processing.
+    """
     return {
         "kind": _GENERAL_KINDS.get(kind.lower(), kind.lower()),
         "provider_job_id": text(doc.get("JobId")) or text(doc.get("jobId")),
-        "state": state,
-        "error_code": (text(doc.get("Code")) or text(doc.get("code"))) if failed else None,
-        "error_message": (text(doc.get("Message")) or text(doc.get("msg")) or text(doc.get("Msg")))
-        if failed
-        else None,
+        **_failure(doc, state_of(doc.get("State") or doc.get("state"))),
     }

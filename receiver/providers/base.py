@@ -3,9 +3,10 @@
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 # The contract's state names a notice can report. The state machine itself lives in
 # store.states; providers stay free of the store so they test without a database.
@@ -39,6 +40,37 @@ class Event:
     error_message: str | None = None
     outputs: tuple = field(default=())
     preprocess: bool = False
+
+
+class Provider(Protocol):
+    """What a provider module is: fill in these names to add a sender.
+
+    A module satisfies this shape by defining them at its top level; the registry in
+    `receiver.providers` is typed with it.
+    """
+
+    NAME: str  # registry key and URL segment: "aliyun_vod", "tencent_vod"...
+    PROVIDER: str  # "aliyun" | "tencent"
+    SERVICE: str  # "vod" | "mps" | "live"
+    SIGNATURE_SETTINGS: tuple[str, ...]  # settings that enable signature checks; () for none
+
+    def signature_secret(self, config: Mapping[str, Any]) -> Any | None:
+        """Return what `verify` needs from the settings, or None when not configured."""
+        ...
+
+    def has_signature(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Tell whether a request carries the provider's signature at all."""
+        ...
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secret: Any, now: float | None = None
+    ) -> None:
+        """Raise InvalidSignature unless the request is authentic."""
+        ...
+
+    def parse(self, body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+        """Turn one notice into an Event; raise InvalidPayload if it is not one."""
+        ...
 
 
 VOLATILE_KEYS = frozenset({"EventHandle", "Sign", "T", "sign", "t"})
@@ -95,9 +127,14 @@ def parse_time(value: Any) -> str | None:
 
     Accepts `2017-03-20T07:49:17Z`, the `2024-04-10T01:37:14:627Z` form (a colon before
     the milliseconds, as on VOD's ImageUploadComplete page), fractions, offsets, and Unix
-    seconds. Anything else is None: a notice is not refused for a bad clock field.
+    seconds or milliseconds (numbers or digit strings). Anything else is None: a notice is
+    not refused for a bad clock field.
     """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if abs(value) >= 100_000_000_000:  # milliseconds: seconds reach this in year 5138
+            value = value / 1000
         try:
             moment = datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):

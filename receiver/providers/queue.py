@@ -1,8 +1,8 @@
 """Alibaba MNS queue messages: decode the body, then route it to VOD or MPS by content.
 
-Whether VOD and MPS write the MNS body as raw JSON or Base64 is not documented
-(reference/aliyun.md §3, §8.1), so both are accepted. One queue may carry VOD events
-(`EventType`) and MPS notices (`Type`), told apart here.
+Whether VOD and MPS write the MNS body as raw JSON or Base64 is not documented, so both
+are accepted. One queue may carry VOD events (`EventType`) and MPS notices (`Type`), told
+apart here.
 """
 
 import base64

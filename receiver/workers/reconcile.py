@@ -25,9 +25,9 @@ from store import JobNotFound, Ledger, open_ledger
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
-from submitter.polls import READ_BUDGET_S, plan_poll
+from submitter.status import READ_BUDGET_S, plan_poll
 
-from ..providers import polls
+from ..providers import status_answers
 from . import alerts as alerting
 from .batch import RunResult, StopSignal
 
@@ -49,12 +49,12 @@ QPS = {
     "tencent.v2": 100 / 60,
 }
 PARSERS = {
-    "QueryIProductionJob": polls.mps_iproduction,
-    "GetEdgeTranscodeJob": polls.live_edge_job,
-    "GetTranscodeTask": polls.vod_transcode_task,
-    "GetVideoInfo": polls.vod_video,
-    "DescribeTaskDetail": polls.tencent_task_detail,
-    "GetTaskInfo": polls.tencent_v2_task,
+    "QueryIProductionJob": status_answers.mps_iproduction,
+    "GetEdgeTranscodeJob": status_answers.live_edge_job,
+    "GetTranscodeTask": status_answers.vod_transcode_task,
+    "GetVideoInfo": status_answers.vod_video,
+    "DescribeTaskDetail": status_answers.tencent_task_detail,
+    "GetTaskInfo": status_answers.tencent_v2_task,
 }
 
 

@@ -3,18 +3,20 @@
 One function per status API. Each returns an Event (recorded with source `poll`) or None
 when the answer says nothing about the job's state. The dedup key covers the answer minus
 its RequestId, so an unchanged answer is a duplicate of the first one and changes nothing.
-Task flows reuse the callback parser: DescribeTaskDetail's `ProcedureTask` is the v3
-`ProcedureStateChangeEvent`, and GetTaskInfo's `data` the v2 callback's `data`.
-Reference: aliyun.md §1.11, §4.3, §5; tencent.md §1.5, §4.6.
+Tencent answers reuse the callback readers: DescribeTaskDetail's task object of each
+`TaskType` is the event object of the matching API 3.0 event (one table,
+`tencent_v3_tasks.SPECS`, reads both), and GetTaskInfo's `data` is the v2 callback's `data`.
 """
 
-import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
-from . import aliyun_mps, tencent_vod
+from . import aliyun_mps, tencent_v3_tasks
 from . import base as states
 from .base import Event, InvalidPayload, compact, dedup_key, parse_time, text
+from .tencent_procedure import v2_flow
+from .tencent_tasks import FAILED
 
 VOLATILE = frozenset({"RequestId", "requestId"})
 
@@ -167,37 +169,52 @@ def live_edge_job(answer: dict) -> Event | None:
     )
 
 
-def _procedure(api: str, answer: dict, doc: dict, status: str) -> Event | None:
-    """Settle a task flow with the callback parser, then make it a poll Event."""
+def _tencent(api: str, answer: dict, read: Callable[[], dict], status: str) -> Event | None:
+    """Read a Tencent task with the callback reader; the answer's own status has the say.
+
+    WAITING is `submitted`, PROCESSING is `processing` (unless the task already reports a
+    failure), ABORTED is a failure, FINISH is whatever the task object says.
+    """
     try:
-        parsed = tencent_vod.parse_doc(doc, "")
+        fields = read()
     except InvalidPayload:
         return None
-    fields = {}
-    if status in TASK_STATES:
-        fields["state"] = TASK_STATES[status] if parsed.state != states.FAILED else parsed.state
+    if status in TASK_STATES and fields.get("state") != states.FAILED:
+        fields |= {"state": TASK_STATES[status], "error_code": None, "error_message": None}
     elif status == "ABORTED":
-        fields = {
+        fields |= {
             "state": states.FAILED,
-            "error_code": parsed.error_code or "ABORTED",
-            "error_message": parsed.error_message or "the task flow was aborted",
+            "error_code": fields.get("error_code") or "ABORTED",
+            "error_message": fields.get("error_message") or "the task was aborted",
         }
-    base = _event("tencent", "vod", api, answer)
-    return dataclasses.replace(
-        parsed, event_type=base.event_type, payload=base.payload, dedup_key=base.dedup_key, **fields
-    )
+    return _event("tencent", "vod", api, answer, **fields)
+
+
+def _settled(task: dict, key: str, status: str) -> dict:
+    """Give a settled task a status word the reader counts as finished (not a failure)."""
+    word = (text(task.get(key)) or "").upper()
+    if status in ("FINISH", "ABORTED") and word not in FAILED:
+        return dict(task, **{key: "FINISH"})
+    if not word:
+        return dict(task, **{key: status})  # 2017 task objects carry no status of their own
+    return task
 
 
 def tencent_task_detail(answer: dict) -> Event | None:
-    """DescribeTaskDetail: `Status` WAITING/PROCESSING/FINISH/ABORTED; `ProcedureTask`."""
+    """DescribeTaskDetail: `TaskType`, `Status` (WAITING/PROCESSING/FINISH/ABORTED), and the
+    task object of that type, read like the event that reports the same task."""
     status = (text(answer.get("Status")) or "").upper()
-    task = answer.get("ProcedureTask")
+    spec = tencent_v3_tasks.BY_DETAIL_TYPE.get(text(answer.get("TaskType")) or "")
+    if spec is None:  # an unknown TaskType: find the task object by its key
+        spec = next(
+            (s for s in tencent_v3_tasks.SPECS if s.detail[1] and answer.get(s.detail[1])),
+            None,
+        )
+    task = answer.get(spec.detail[1]) if spec is not None else None
     if not isinstance(task, dict) or not status:
         return None
-    settled = status in ("FINISH", "ABORTED")
-    task = dict(task, Status="FINISH" if settled else task.get("Status") or status)
-    doc = {"EventType": "ProcedureStateChanged", "ProcedureStateChangeEvent": task}
-    return _procedure("DescribeTaskDetail", answer, doc, status)
+    task = _settled(task, "Status", status)
+    return _tencent("DescribeTaskDetail", answer, lambda: tencent_v3_tasks.read(spec, task), status)
 
 
 def tencent_v2_task(answer: dict) -> Event | None:
@@ -209,7 +226,5 @@ def tencent_v2_task(answer: dict) -> Event | None:
     status = "FINISH" if status == "FINISHED" else status  # the doc table says FINISHED
     if not status:
         return None
-    settled = status in ("FINISH", "ABORTED")
-    data = dict(data, status="FINISH" if settled else data.get("status") or status)
-    doc = {"version": "4.0", "eventType": "ProcedureStateChanged", "data": data}
-    return _procedure("GetTaskInfo", answer, doc, status)
+    data = _settled(data, "status", status)
+    return _tencent("GetTaskInfo", answer, lambda: v2_flow(data), status)
