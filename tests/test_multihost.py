@@ -10,6 +10,7 @@ import re
 import signal
 import time
 import urllib.error
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def storm(bases: list[str], items: list, seed: int) -> list[tuple[str, int, dict
         base, body = send
         try:
             status, answer = http("POST", base + "/hooks/aliyun/vod", body, vod_headers())
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, HTTPException) as e:
             return base, 0, str(e)  # a host that died: not acknowledged
         return base, status, answer
 

@@ -133,3 +133,26 @@ def test_call_slots_are_shared_across_callers(ledger):
     slots = [ledger.take_call_slot("aliyun.vod", 0.1, 1000.0) for _ in range(5)]
     assert slots == pytest.approx([1000.0, 1000.1, 1000.2, 1000.3, 1000.4])
     assert ledger.take_call_slot("aliyun.vod", 0.1, 2000.0) == pytest.approx(2000.0)
+
+
+def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from receiver.workers.reconcile import reconcile_pass
+
+    for i in range(3):
+        ledger.begin_submission(
+            provider="aliyun",
+            service="vod",
+            kind="transcode",
+            operation="SubmitTranscodeJobs",
+            params={"VideoId": f"stop{i}"},
+            media_id=f"stop{i}",
+        )
+    stop = threading.Event()
+    stop.set()  # SIGTERM before the first poll
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert reconcile_pass({"DEADLINES": {"default": 0}}, ledger, later, stop=stop)["due"] == 3
+    rows = ledger.conn.execute("SELECT next_poll_at, poll_count FROM jobs").fetchall()
+    assert rows == [(None, 0)] * 3  # due again at once for another reconcile

@@ -124,6 +124,7 @@ def reconcile_pass(
     stats["due"] = len(due)
     clients: dict[str, Any] = {}
     throttled: set[str] = set()
+    polled = 0
     try:
         for job in due:
             if stop is not None and stop.is_set():
@@ -131,10 +132,13 @@ def reconcile_pass(
             outcome, delay, counted = _poll_job(app_config, ledger, job, clients, throttled, pacer)
             stats[outcome] += 1
             ledger.schedule_poll(job["id"], iso(now + timedelta(seconds=delay)), counted=counted)
+            polled += 1
     finally:
         for client in clients.values():
             if client is not None:
                 client.close()
+    for job in due[polled:]:  # stopped: give back the claims, as they were, to the others
+        ledger.schedule_poll(job["id"], job["next_poll_at"], counted=False)
     stats["timed_out"] += len(alerting.sweep_deadlines(app_config, ledger, now))
     # Alerts queued during this pass are newer than its start: deliver as of now.
     delivered = alerting.deliver_alerts(app_config, ledger, max(now, datetime.now(UTC)))
