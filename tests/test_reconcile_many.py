@@ -13,6 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import ROOT
+from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+    IPRODUCTION,
+    build,
+    environment,
+    fakes,
+    provider_settings,
+)
 from tests.test_alerts import failed_transcode, record
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
@@ -156,3 +163,25 @@ def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
     assert reconcile_pass({"DEADLINES": {"default": 0}}, ledger, later, stop=stop)["due"] == 3
     rows = ledger.conn.execute("SELECT next_poll_at, poll_count FROM jobs").fetchall()
     assert rows == [(None, 0)] * 3  # due again at once for another reconcile
+
+
+def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger, db_path):  # noqa: F811
+    client = build().test_client()
+    jobs = []
+    for _ in range(12):
+        response = client.post(
+            "/api/jobs",
+            json={"operation": "aliyun.mps.SubmitIProductionJob", "params": IPRODUCTION},
+        )
+        assert response.status_code == 201, response.get_json()
+        jobs.append(response.get_json())
+    for job in jobs:  # all due now, not a minute after their submission
+        ledger.schedule_poll(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
+        fakes.aliyun.set_iproduction(job["provider_job_id"], "Analysing")
+    env = environment(os.environ, {"DATABASE": db_path, **provider_settings(fakes)})
+    run_reconciles(3, env)
+    asked = Counter(
+        p["JobId"] for action, p in fakes.aliyun.calls if action == "QueryIProductionJob"
+    )
+    assert asked == Counter({job["provider_job_id"]: 1 for job in jobs})
+    assert {ledger.get_job(job["id"])["state"] for job in jobs} == {"processing"}
