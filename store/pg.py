@@ -16,12 +16,15 @@ from .backend import redact
 from .errors import LedgerUnavailable, is_transient
 
 CONNECT_TIMEOUT_S = 5
+_CACHE_SIZE = 2048  # distinct texts: `IN (?, ?, ...)` lists of many lengths must not grow it
 _translated: dict[str, str] = {}
 
 
 def _sql(text: str) -> str:
     out = _translated.get(text)
     if out is None:
+        if len(_translated) >= _CACHE_SIZE:
+            _translated.clear()
         out = _translated[text] = text.replace("%", "%%").replace("?", "%s")
     return out
 
