@@ -185,3 +185,40 @@ def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger,
     )
     assert asked == Counter({job["provider_job_id"]: 1 for job in jobs})
     assert {ledger.get_job(job["id"])["state"] for job in jobs} == {"processing"}
+
+
+def test_pacers_of_several_processes_share_one_pace(db_path):
+    """Three reconcilers, each with its own connection: the calls of one API family are
+    spaced 1/QPS apart across all of them, each made no earlier than its slot."""
+    import threading
+    import time as clock
+
+    from receiver.workers.reconcile import Pacer
+    from store import open_ledger
+
+    interval, calls, lock = 0.05, [], threading.Lock()
+
+    def reconciler() -> None:
+        slots: list[float] = []
+        with open_ledger(db_path) as ledger:
+
+            def shared(family: str, step: float, now: float) -> float:
+                slots.append(ledger.take_call_slot(family, step, now))
+                return slots[-1]
+
+            pacer = Pacer({"aliyun.mps": 1 / interval}, shared=shared)
+            for _ in range(5):
+                pacer.wait("aliyun.mps")
+                made_at = clock.time()  # the call would be made now
+                with lock:
+                    calls.append((slots[-1], made_at))
+
+    threads = [threading.Thread(target=reconciler) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    slots = sorted(slot for slot, _ in calls)
+    assert len(slots) == 15
+    assert all(b - a >= interval - 1e-6 for a, b in zip(slots, slots[1:], strict=False))
+    assert all(made_at >= slot - 1e-3 for slot, made_at in calls)
