@@ -70,6 +70,13 @@ class Cluster:
         self.root = Path(tempfile.mkdtemp(prefix="jobledger-pg-"))
         self.data, self.socket = self.root / "data", self.root
         self.as_user: list[str] = []
+        try:
+            self._start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _start(self) -> None:
         if os.geteuid() == 0:  # initdb refuses to run as root
             postgres = pwd.getpwnam("postgres")
             os.chown(self.root, postgres.pw_uid, postgres.pw_gid)
@@ -107,12 +114,16 @@ class Cluster:
         )
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [*self.as_user, str(self.bindir / program), *args],
-            check=True,
             capture_output=True,
+            text=True,
             cwd=self.root,
         )
+        if done.returncode != 0:
+            log = self.root / "server.log"
+            detail = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"{program} failed: {done.stderr}{done.stdout}{detail}")
 
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres@/{dbname}?host={self.socket}"
