@@ -6,16 +6,27 @@ stays one line on any platform.
 
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 
 # PaaS convention: bind to $PORT on all interfaces; HOST narrows it (tests use 127.0.0.1).
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# Behind the shipped nginx (deploy/nginx.conf), GUNICORN_BIND=unix:/run/jobledger/web.sock:
+# nginx buffers whole requests, so slow clients never hold one of the few worker threads.
+bind = os.environ.get("GUNICORN_BIND") or (
+    f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+)
+# A master killed hard (SIGKILL, OOM) leaves its workers holding the port while they drain;
+# with SO_REUSEPORT a restarted server binds it at once. gunicorn then gives each worker its
+# own listener, the kernel spreading connections over them. A Unix socket needs none of it
+# (a new master replaces the socket file) and refuses the option.
+reuse_port = not bind.startswith("unix:")
 
 # SQLite takes one writer at a time, so more processes than cores only adds lock waits;
 # threads let a worker overlap the network with another request's commit.
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count(), 8)))
-worker_class = "gthread"
+# gthread that closes its listener as soon as it stops accepting (receiver/web_worker.py).
+worker_class = "receiver.web_worker.Worker"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 
 # Alibaba VOD gives a callback 5 s; a worker stuck far longer than that is broken.
@@ -28,9 +39,9 @@ max_requests = 20000
 max_requests_jitter = 2000
 
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
-access_log_format = (
-    '{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, "bytes": %(B)s, "ms": %(M)s}'
-)
+# One JSON object per line, built with json.dumps (any request target stays valid JSON), with
+# `?token=` and other secret-looking query values redacted, in the access and error logs.
+logger_class = "receiver.access_log.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 
@@ -44,7 +55,10 @@ limit_request_field_size = 8190
 # and emptied when the server starts so values of an earlier run do not linger.
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"jobledger-metrics-{bind.split(':')[-1]}"),
+    os.path.join(
+        tempfile.gettempdir(),
+        "jobledger-metrics-" + re.sub(r"[^A-Za-z0-9]+", "-", bind.split(":")[-1]).strip("-"),
+    ),
 )
 
 

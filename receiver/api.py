@@ -1,4 +1,5 @@
-"""The JSON API over the ledger: jobs, one job with its events, stats, and submitting jobs.
+"""The JSON API over the ledger: jobs, one job with its events, stats, submitting jobs, and
+the quarantine with single and bulk replay (docs/replay.md).
 
 Answers of `POST /api/jobs`:
 
@@ -15,16 +16,20 @@ A refusal is 422 rather than the provider's own 403/404: those would read as "no
 route" or "your ops token may not do this". The provider's HTTP status is in the body.
 """
 
+import base64
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
+from store.quarantine import QuarantineConflict
 from store.reads import FILTERS, BadQuery
 from submitter import NotConfigured, Submission, UsageError, submit
 from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR
 
+from . import replay
 from .auth import require_ops
 from .db import get_ledger
 from .errors import error_response
@@ -139,3 +144,131 @@ def openapi():
     from .openapi import SPEC
 
     return jsonify(SPEC)
+
+
+# -- quarantine and replay ----------------------------------------------------------------
+
+ROW_ID = "int(max=9223372036854775807)"  # larger ids cannot be in the ledger: 404, not 500
+
+
+def ops_principal() -> str:
+    """Name who is acting on the ops surface: `token`, `basic:<user>` or `loopback`."""
+    if not current_app.config.get("OPS_TOKEN"):
+        return "loopback"
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        return f"basic:{(auth.username or '')[:64]}"
+    return "token"
+
+
+def quarantine_query() -> dict:
+    """Read the quarantine filters from the query string (shared with the pages)."""
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit():
+        raise BadRequest("limit must be a whole number")
+    names = ("provider", "service", "source", "status")
+    return {
+        "filters": {n: request.args.getlist(n) for n in names if request.args.getlist(n)},
+        "since": _time_arg("since"),
+        "until": _time_arg("until"),
+        "limit": int(raw_limit),
+        "cursor": request.args.get("cursor") or None,
+    }
+
+
+def public_item(item: dict) -> dict:
+    """Shape a quarantined item for the API: its body as text, or Base64 if not UTF-8."""
+    out = {k: v for k, v in item.items() if k != "body"}
+    if "body" in item:
+        body = item["body"]
+        try:
+            out["payload"] = None if body is None else body.decode("utf-8")
+            out["payload_encoding"] = "text"
+        except UnicodeDecodeError:
+            out["payload"] = base64.b64encode(body).decode("ascii")
+            out["payload_encoding"] = "base64"
+    return out
+
+
+@bp.get("/quarantine")
+def list_quarantine():
+    """List quarantined bodies newest first, filtered, one keyset page at a time."""
+    try:
+        items, next_cursor = get_ledger().list_quarantine(**quarantine_query())
+    except BadQuery as e:
+        raise BadRequest(str(e)) from None
+    return jsonify(items=[public_item(i) for i in items], next_cursor=next_cursor)
+
+
+@bp.get(f"/quarantine/<{ROW_ID}:quarantine_id>")
+def get_quarantined(quarantine_id: int):
+    """Return one quarantined item with its body."""
+    item = get_ledger().get_quarantined(quarantine_id)
+    if item is None:
+        raise NotFound(f"no quarantined body {quarantine_id}")
+    return jsonify(public_item(item))
+
+
+def _replayed_answer(result):
+    """Answer one replay: 200 with what happened, 404 if unknown, 409 if discarded."""
+    if result.problem == "not_found":
+        raise NotFound(f"no quarantined body {result.id}")
+    if result.problem == "discarded":
+        return error_response(409, f"quarantined body {result.id} was {result.error}")
+    fields = result.as_dict()
+    del fields["target"]
+    if result.ok:
+        del fields["error"]
+    else:
+        fields = {k: fields[k] for k in ("id", "ok", "status", "error") if k in fields}
+    return jsonify(fields)
+
+
+@bp.post(f"/quarantine/<{ROW_ID}:quarantine_id>/replay")
+def replay_quarantined(quarantine_id: int):
+    """Parse one quarantined body again and record it; it stays waiting if it still fails."""
+    result = replay.replay_quarantined(get_ledger(), quarantine_id)
+    log.info("api.quarantine-replay", extra={"quarantine_id": quarantine_id, "ok": result.ok})
+    return _replayed_answer(result)
+
+
+@bp.post(f"/quarantine/<{ROW_ID}:quarantine_id>/discard")
+def discard_quarantined(quarantine_id: int):
+    """Mark one quarantined body discarded (it is kept); say who and when."""
+    try:
+        item = get_ledger().discard_quarantined(quarantine_id, by=ops_principal())
+    except QuarantineConflict as e:
+        return error_response(409, str(e))
+    if item is None:
+        raise NotFound(f"no quarantined body {quarantine_id}")
+    log.info("api.quarantine-discard", extra={"quarantine_id": quarantine_id})
+    return jsonify(ok=True, **public_item(item))
+
+
+@bp.post("/replay")
+def bulk_replay():
+    """Replay what a JSON filter selects; answer the counts, each item, and how to continue.
+
+    Body: {"target": "quarantine" | "events", "provider", "service", "source",
+    "event_type", "since", "until", "ids", "all", "after", "through", "limit", "dry_run"}.
+    """
+    doc = request.get_json(silent=True)
+    if doc is None and not request.get_data():
+        doc = {}
+    if not isinstance(doc, dict):
+        return error_response(400, "expected a JSON object (the replay filter)")
+    raw_limit = doc.get("limit", replay.MAX_API_LIMIT)
+    if isinstance(raw_limit, bool) or not isinstance(raw_limit, int):
+        return error_response(400, "limit must be a whole number")
+    if not 1 <= raw_limit <= replay.MAX_API_LIMIT:
+        return error_response(400, f"limit must be between 1 and {replay.MAX_API_LIMIT}")
+    try:
+        selection = replay.selection_from(doc)
+    except replay.BadSelection as e:
+        return error_response(400, str(e))
+    ledger = get_ledger()
+    if doc.get("dry_run") is True:
+        return jsonify(ok=True, dry_run=True, matched=replay.count(ledger, selection))
+    totals = replay.run(ledger, selection, limit=raw_limit)
+    log.info("api.replay", extra={"summary": totals.summary()})
+    return jsonify(ok=True, dry_run=False, **asdict(totals))

@@ -11,6 +11,7 @@
 """
 
 import json
+import sys
 
 import click
 from flask import Flask, current_app
@@ -21,7 +22,6 @@ from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
 
 from .api import submit_budget
-from .providers import InvalidPayload, get_provider, queue
 from .workers import mns, reconcile, tencent_pull
 from .workers.batch import Misconfigured, RunResult
 
@@ -32,13 +32,6 @@ def ledger():
         return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
     except LedgerUnavailable as e:
         raise click.ClickException(str(e)) from None
-
-
-def parse_stored(provider: str, service: str, source: str, payload: str | bytes):
-    """Parse a stored body again with today's parsers, the way it first arrived."""
-    if source == "mns":
-        return queue.parse(payload if isinstance(payload, str) else payload.decode("utf-8"))
-    return get_provider(f"{provider}_{service}").parse(payload)
 
 
 @click.command("init-db")
@@ -60,81 +53,99 @@ def init_db():
 
 @click.command("replay")
 @click.option("--quarantined", is_flag=True, help="Replay quarantined bodies instead of events.")
+@click.option("--provider", multiple=True, metavar="NAME", help="aliyun or tencent (repeatable).")
+@click.option(
+    "--service",
+    multiple=True,
+    metavar="NAME",
+    help="vod, mps or live; mns for quarantined MNS bodies (repeatable).",
+)
+@click.option("--source", multiple=True, metavar="NAME", help="http, mns or pull (repeatable).")
+@click.option(
+    "--event-type", multiple=True, metavar="TYPE", help="Stored events of this type (repeatable)."
+)
+@click.option("--since", metavar="TIME", help="Received at or after (ISO 8601, UTC by default).")
+@click.option("--until", metavar="TIME", help="Received at or before (ISO 8601).")
+@click.option("--all", "everything", is_flag=True, help="Every stored event (no filter).")
+@click.option("--dry-run", is_flag=True, help="Only say how many would be replayed.")
 @click.argument("ids", nargs=-1, type=int)
 @with_appcontext
-def replay(quarantined: bool, ids: tuple[int, ...]):
-    """Re-apply stored events (after an upgrade that fixed a parser).
+def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
+    """Re-apply stored events, or quarantined bodies, through today's parsers.
 
-    With --quarantined, parse the quarantined bodies again (all pending ones, or IDS) and
-    record those that now parse. Without it, re-apply the events IDS; a replay never moves
-    a final state back.
+    With --quarantined, parse waiting quarantined bodies again (all, IDS, or those the
+    filters match) and record those that now parse. Without it, re-apply the stored
+    provider notices IDS, or those the filters (or --all) match, oldest first; a replay
+    never moves a final state back. Prints one JSON line per item (with "changed"), a
+    progress bar and the totals on stderr; exit 1 if any item failed.
 
     \b
     flask --app wsgi replay --quarantined
     flask --app wsgi replay 41 42
+    flask --app wsgi replay --provider tencent --event-type ProcedureStateChanged \\
+        --since 2026-11-20T00:00Z
     """
-    if not quarantined and not ids:
-        raise click.UsageError("give event IDS, or --quarantined")
-    failed = 0
+    from . import replay as replaying
+
+    doc = {
+        "target": "quarantine" if quarantined else "events",
+        "ids": list(ids),
+        "provider": list(options["provider"]),
+        "service": list(options["service"]),
+        "source": list(options["source"]),
+        "event_type": list(options["event_type"]),
+        "since": options["since"],
+        "until": options["until"],
+        "all": options["everything"],
+    }
+    narrowed = any(doc[k] for k in ("provider", "service", "source", "event_type", "since"))
+    if not (quarantined or ids or narrowed or doc["until"] or doc["all"]):
+        raise click.UsageError("give event IDS, a filter, --all, or --quarantined")
+    try:
+        selection = replaying.selection_from(doc)
+    except replaying.BadSelection as e:
+        # The message starts with the parameter's name: say it as the option is spelled.
+        name, _, rest = str(e).partition(" ")
+        name = "IDS:" if name == "ids:" else "--" + name.replace("_", "-")
+        raise click.UsageError(f"{name} {rest}") from None
+    stderr = sys.stderr  # read now: a test runner swaps it per invocation
     with ledger() as led:
-        if quarantined:
-            for row in led.quarantined(ids or None):
-                try:
-                    event = parse_stored(
-                        row["provider"], row["service"], row["source"], row["body"]
-                    )
-                except (InvalidPayload, UnicodeDecodeError, LookupError) as e:
-                    failed += 1
-                    click.echo(f"quarantine {row['id']}: still unparseable: {e}", err=True)
-                    continue
-                result = led.record_event(
-                    event, source=row["source"], verified=bool(row["verified"]), auth=row["auth"]
-                )
-                led.mark_replayed(row["id"], result.event_id)
-                click.echo(
-                    json.dumps(
-                        {
-                            "quarantine_id": row["id"],
-                            "event_id": result.event_id,
-                            "job_id": result.job_id,
-                            "state": result.state,
-                        }
-                    )
-                )
-        else:
-            for event_id in ids:
-                stored = led.get_event(event_id)
-                if stored is None or stored["payload"] is None:
-                    failed += 1
-                    click.echo(f"event {event_id}: not found, or its payload was pruned", err=True)
-                    continue
-                try:
-                    event = parse_stored(
-                        stored["provider"], stored["service"], stored["source"], stored["payload"]
-                    )
-                except (InvalidPayload, LookupError) as e:
-                    failed += 1
-                    click.echo(f"event {event_id}: unparseable: {e}", err=True)
-                    continue
-                result = led.record_event(
-                    event,
-                    source=stored["source"],
-                    verified=stored["verified"],
-                    auth=stored["auth"],
-                    replay_of=event_id,
-                )
-                click.echo(
-                    json.dumps(
-                        {
-                            "replay_of": event_id,
-                            "event_id": result.event_id,
-                            "job_id": result.job_id,
-                            "state": result.state,
-                        }
-                    )
-                )
-    if failed:
+        if dry_run:
+            click.echo(
+                json.dumps({**selection.describe(), "matched": replaying.count(led, selection)})
+            )
+            return
+        matched = replaying.count(led, selection)
+        noun = "quarantined bodies" if quarantined else "stored events"
+        with click.progressbar(
+            length=matched, label=f"Replaying {matched} {noun}", file=stderr
+        ) as bar:
+
+            def each(result) -> None:
+                bar.update(1)
+                _print_replayed(result)
+
+            totals = replaying.run(led, selection, each=each)
+    click.echo(totals.summary(), err=True)
+    if totals.failed:
         raise click.exceptions.Exit(1)
+
+
+def _print_replayed(result) -> None:
+    """Print one replayed item as a JSON line, or why it failed on stderr."""
+    label = "quarantine" if result.target == "quarantine" else "event"
+    if not result.ok:
+        if result.problem == "unparseable":
+            why = "still unparseable: " + result.error.removeprefix("does not parse: ")
+        else:
+            why = f"not replayed: {result.error}"
+        click.echo(f"{label} {result.id}: {why}", err=True)
+        return
+    key = "quarantine_id" if result.target == "quarantine" else "replay_of"
+    line = {key: result.id, **result.as_dict()}
+    for field in ("target", "id", "ok", "error"):
+        line.pop(field, None)
+    click.echo(json.dumps(line))
 
 
 def finish(run) -> None:

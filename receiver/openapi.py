@@ -1,129 +1,326 @@
-"""The OpenAPI 3 description of the JSON API, served at /api/openapi.json.
+"""The OpenAPI 3 description of every HTTP route, served at /api/openapi.json.
 
 Kept true by a schemathesis run in tests/test_openapi.py: every documented operation is
 called with generated inputs and every answer is checked against this document.
 """
 
-_NULLABLE_STR = {"type": "string", "nullable": True}
-_TIME = {
-    "type": "string",
-    "format": "date-time",
-    "pattern": r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$",
-}
-_ERROR = {
-    "description": "error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-}
+from .openapi_schema import (
+    ERROR,
+    NULLABLE_STR,
+    PROVIDERS,
+    ROW_ID,
+    SCHEMAS,
+    SOURCES,
+    STATUSES,
+    json_body,
+    list_param,
+    query,
+)
+
+_OPS_ERRORS = {"401": ERROR, "403": ERROR}
+_OPERATIONS = [
+    "aliyun.vod.SubmitPreprocessJobs",
+    "aliyun.vod.SubmitDynamicImageJob",
+    "aliyun.mps.SubmitIProductionJob",
+    "aliyun.live.StartEdgeTranscodeJob",
+    "aliyun.live.StopEdgeTranscodeJob",
+    "tencent.vod.RunProcedure",
+    "tencent.vod.ProcessMediaByProcedure",
+]
 
 
-def _list_param(name: str, description: str) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "style": "form",
-        "explode": True,
-        "schema": {"type": "array", "items": {"type": "string"}},
-    }
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _query(name: str, description: str, schema: dict) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
+def _enum_list(name: str, values: list[str], description: str) -> dict:
+    param = list_param(name, description)
+    param["schema"] = {"type": "array", "items": {"type": "string", "enum": values}}
+    return param
 
 
-def _json(schema: dict, description: str = "success") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _path_id(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": ROW_ID}
 
 
-JOB = {
-    "type": "object",
-    "required": [
-        "id",
-        "provider",
-        "service",
-        "kind",
-        "provider_job_id",
-        "media_id",
-        "state",
-        "preprocess",
-        "error_code",
-        "error_message",
-        "outputs",
-        "origin",
-        "submitted_at",
-        "updated_at",
-        "finished_at",
-    ],
-    "properties": {
-        "id": {"type": "string", "description": "ledger id, sortable by creation"},
-        "provider": {"type": "string", "enum": ["aliyun", "tencent"]},
-        "service": {"type": "string", "enum": ["vod", "mps", "live"]},
-        "kind": {"type": "string"},
-        "provider_job_id": _NULLABLE_STR,
-        "media_id": _NULLABLE_STR,
-        "state": {
-            "type": "string",
-            "enum": [
-                "submitting",
-                "submitted",
-                "processing",
-                "running",
-                "stopped",
-                "timed_out",
-                "succeeded",
-                "partial",
-                "failed",
-                "submit_failed",
-            ],
+def _page(key: str, item: dict) -> dict:
+    return json_body(
+        {
+            "type": "object",
+            "required": [key, "next_cursor"],
+            "properties": {key: {"type": "array", "items": item}, "next_cursor": NULLABLE_STR},
+        }
+    )
+
+
+_SINCE_UNTIL_LIMIT = [
+    query("since", "at or after (ISO 8601)", {"type": "string"}),
+    query("until", "at or before (ISO 8601)", {"type": "string"}),
+    query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+]
+_HOOK_ANSWER = json_body(
+    {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "event_id": {"type": "integer"},
+            "job_id": NULLABLE_STR,
+            "state": NULLABLE_STR,
+            "duplicate": {"type": "boolean"},
         },
-        "preprocess": {"type": "boolean", "nullable": True},
-        "error_code": _NULLABLE_STR,
-        "error_message": _NULLABLE_STR,
-        "outputs": {"type": "array", "items": {"type": "object"}},
-        "origin": {"type": "string", "enum": ["submitted", "external"]},
-        "operation": _NULLABLE_STR,
-        "submitted_at": {"type": "string"},
-        "updated_at": {"type": "string"},
-        "finished_at": _NULLABLE_STR,
     },
-}
-EVENT = {
-    "type": "object",
-    "required": [
-        "id",
-        "received_at",
-        "source",
-        "event_type",
-        "verified",
-        "duplicate_of",
-        "state_after",
-        "payload",
-    ],
-    "properties": {
-        "id": {"type": "integer"},
-        "job_id": _NULLABLE_STR,
-        "provider": {"type": "string"},
-        "service": {"type": "string"},
-        "source": {"type": "string", "enum": ["http", "mns", "pull", "poll", "submit"]},
-        "event_type": _NULLABLE_STR,
-        "verified": {"type": "boolean"},
-        "auth": _NULLABLE_STR,
-        "duplicate_of": {"type": "integer", "nullable": True},
-        "replay_of": {"type": "integer", "nullable": True},
-        "state_after": _NULLABLE_STR,
-        "received_at": {"type": "string"},
-        "occurred_at": _NULLABLE_STR,
-        "payload": {"type": "string", "nullable": True, "description": "the body as received"},
+    "recorded (or a duplicate), committed before this answer",
+)
+
+
+def _hook(provider: str, headers: list[str]) -> dict:
+    """A provider callback: authenticated by signature or ?token=, not by the ops token."""
+    params = [
+        query("token", "RECEIVER_HOOK_TOKEN, for senders that cannot sign", {"type": "string"})
+    ]
+    params += [
+        {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+        for h in headers
+    ]
+    return {
+        "post": {
+            "operationId": f"hook_{provider}",
+            "summary": f"One {provider} notice: verify, parse, record, then answer 200",
+            "security": [],
+            "parameters": params,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _HOOK_ANSWER,
+                "400": json_body(
+                    {
+                        "allOf": [
+                            _ref("Error"),
+                            {"properties": {"quarantine_id": {"type": "integer"}}},
+                        ]
+                    },
+                    "not an event: kept in quarantine when authenticated",
+                ),
+                "401": ERROR,
+                "413": ERROR,
+                "503": ERROR,
+            },
+        }
+    }
+
+
+PATHS = {
+    "/api/jobs": {
+        "get": {
+            "operationId": "listJobs",
+            "summary": "Jobs newest first, filtered, one keyset page at a time",
+            "parameters": [
+                list_param("state", "job state; repeat for several"),
+                list_param("provider", "aliyun or tencent; repeat for several"),
+                list_param("service", "vod, mps or live; repeat for several"),
+                list_param("kind", "job kind; repeat for several"),
+                query("q", "ledger id, provider job id or media id, exactly", {"type": "string"}),
+                *_SINCE_UNTIL_LIMIT,
+                query(
+                    "cursor",
+                    "next_cursor of the previous page",
+                    {"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$"},
+                ),
+            ],
+            "responses": {"200": _page("jobs", _ref("Job")), "400": ERROR, **_OPS_ERRORS},
+        },
+        "post": {
+            "operationId": "submitJob",
+            "summary": "Submit a job to its provider and record it",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["operation"],
+                            "properties": {
+                                "operation": {"type": "string", "enum": _OPERATIONS},
+                                "params": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": json_body(_ref("Job"), "accepted by the provider"),
+                "400": ERROR,
+                **_OPS_ERRORS,
+                "422": json_body(_ref("Refusal"), "the provider refused it"),
+                "502": json_body(_ref("Refusal"), "throttled, failing or unreachable"),
+                "503": ERROR,
+                "504": json_body(_ref("Refusal"), "sent, but no answer: outcome unknown"),
+            },
+        },
     },
+    "/api/jobs/{job_id}": {
+        "get": {
+            "operationId": "getJob",
+            "summary": "One job with its events, oldest first",
+            "parameters": [
+                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": json_body(
+                    {
+                        "allOf": [
+                            _ref("Job"),
+                            {
+                                "type": "object",
+                                "required": ["events"],
+                                "properties": {"events": {"type": "array", "items": _ref("Event")}},
+                            },
+                        ]
+                    }
+                ),
+                **_OPS_ERRORS,
+                "404": ERROR,
+            },
+        }
+    },
+    "/api/stats": {
+        "get": {
+            "operationId": "getStats",
+            "summary": "Job counts",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["total", "by_state", "by_provider", "by_service", "by_kind"],
+                        "properties": {
+                            "total": {"type": "integer"},
+                            **{
+                                key: {"type": "object", "additionalProperties": {"type": "integer"}}
+                                for key in ("by_state", "by_provider", "by_service", "by_kind")
+                            },
+                        },
+                    }
+                ),
+                **_OPS_ERRORS,
+            },
+        }
+    },
+    "/api/quarantine": {
+        "get": {
+            "operationId": "listQuarantine",
+            "summary": "Bodies that could not be parsed, newest first, one keyset page at a time",
+            "parameters": [
+                _enum_list("provider", PROVIDERS, "repeat for several"),
+                _enum_list("service", ["vod", "mps", "mns"], "repeat for several"),
+                _enum_list("source", SOURCES, "repeat for several"),
+                _enum_list("status", STATUSES, "repeat for several"),
+                *_SINCE_UNTIL_LIMIT,
+                query(
+                    "cursor",
+                    "next_cursor of the previous page",
+                    {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                ),
+            ],
+            "responses": {
+                "200": _page("items", _ref("QuarantineItem")),
+                "400": ERROR,
+                **_OPS_ERRORS,
+            },
+        }
+    },
+    "/api/quarantine/{quarantine_id}": {
+        "get": {
+            "operationId": "getQuarantined",
+            "summary": "One quarantined body: text, or Base64 when it is not UTF-8",
+            "parameters": [_path_id("quarantine_id")],
+            "responses": {
+                "200": json_body(_ref("QuarantineDetail")),
+                **_OPS_ERRORS,
+                "404": ERROR,
+            },
+        }
+    },
+    "/api/quarantine/{quarantine_id}/replay": {
+        "post": {
+            "operationId": "replayQuarantined",
+            "summary": "Parse it again and record it; ok false (still waiting) if it fails",
+            "parameters": [_path_id("quarantine_id")],
+            "responses": {
+                "200": json_body(_ref("ReplayItem")),
+                **_OPS_ERRORS,
+                "404": ERROR,
+                "409": json_body(_ref("Error"), "it was discarded"),
+            },
+        }
+    },
+    "/api/quarantine/{quarantine_id}/discard": {
+        "post": {
+            "operationId": "discardQuarantined",
+            "summary": "Mark it discarded (kept, never deleted), with who and when",
+            "parameters": [_path_id("quarantine_id")],
+            "responses": {
+                "200": json_body(
+                    {"allOf": [_ref("QuarantineDetail"), {"required": ["ok"]}]}, "discarded"
+                ),
+                **_OPS_ERRORS,
+                "404": ERROR,
+                "409": json_body(_ref("Error"), "it was replayed already"),
+            },
+        }
+    },
+    "/api/replay": {
+        "post": {
+            "operationId": "bulkReplay",
+            "summary": "Replay waiting quarantined bodies or stored events matching a filter",
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("ReplayFilter")}},
+            },
+            "responses": {"200": json_body(_ref("ReplayTotals")), "400": ERROR, **_OPS_ERRORS},
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": json_body({"type": "object"}), **_OPS_ERRORS},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus text format",
+            "responses": {
+                "200": {
+                    "description": "metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_OPS_ERRORS,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness, without the database",
+            "security": [],
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["ok"],
+                        "properties": {"ok": {"type": "boolean"}},
+                    }
+                )
+            },
+        }
+    },
+    "/hooks/aliyun/vod": _hook("aliyun_vod", ["X-VOD-TIMESTAMP", "X-VOD-SIGNATURE"]),
+    "/hooks/tencent/vod": _hook("tencent_vod", []),
 }
-COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 SPEC = {
     "openapi": "3.0.3",
@@ -134,152 +331,8 @@ SPEC = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "Job": JOB,
-            "Event": EVENT,
-            "Refusal": {
-                "type": "object",
-                "required": ["ok", "error", "status", "job"],
-                "properties": {
-                    "ok": {"type": "boolean", "enum": [False]},
-                    "error": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "job": {"$ref": "#/components/schemas/Job"},
-                },
-            },
-            "Error": {
-                "type": "object",
-                "required": ["ok", "error", "status"],
-                "properties": {
-                    "ok": {"type": "boolean", "enum": [False]},
-                    "error": {"type": "string"},
-                    "status": {"type": "integer"},
-                },
-            },
-        },
+        "schemas": SCHEMAS,
     },
     "security": [{"bearer": []}],
-    "paths": {
-        "/api/jobs": {
-            "get": {
-                "operationId": "listJobs",
-                "summary": "Jobs newest first, filtered, one keyset page at a time",
-                "parameters": [
-                    _list_param("state", "job state; repeat for several"),
-                    _list_param("provider", "aliyun or tencent; repeat for several"),
-                    _list_param("service", "vod, mps or live; repeat for several"),
-                    _list_param("kind", "job kind; repeat for several"),
-                    _query(
-                        "q", "ledger id, provider job id or media id, exactly", {"type": "string"}
-                    ),
-                    _query("since", "created at or after (ISO 8601)", {"type": "string"}),
-                    _query("until", "created at or before (ISO 8601)", {"type": "string"}),
-                    _query(
-                        "limit",
-                        "page size",
-                        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    ),
-                    _query(
-                        "cursor",
-                        "next_cursor of the previous page",
-                        {"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$"},
-                    ),
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["jobs", "next_cursor"],
-                            "properties": {
-                                "jobs": {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/Job"},
-                                },
-                                "next_cursor": _NULLABLE_STR,
-                            },
-                        }
-                    ),
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "403": _ERROR,
-                },
-            }
-        },
-        "/api/jobs/{job_id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "One job with its events, oldest first",
-                "parameters": [
-                    {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "allOf": [
-                                {"$ref": "#/components/schemas/Job"},
-                                {
-                                    "type": "object",
-                                    "required": ["events"],
-                                    "properties": {
-                                        "events": {
-                                            "type": "array",
-                                            "items": {"$ref": "#/components/schemas/Event"},
-                                        }
-                                    },
-                                },
-                            ]
-                        }
-                    ),
-                    "401": _ERROR,
-                    "403": _ERROR,
-                    "404": _ERROR,
-                },
-            }
-        },
-        "/api/stats": {
-            "get": {
-                "operationId": "getStats",
-                "summary": "Job counts",
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": [
-                                "total",
-                                "by_state",
-                                "by_provider",
-                                "by_service",
-                                "by_kind",
-                            ],
-                            "properties": {
-                                "total": {"type": "integer"},
-                                "by_state": COUNTS,
-                                "by_provider": COUNTS,
-                                "by_service": COUNTS,
-                                "by_kind": COUNTS,
-                            },
-                        }
-                    ),
-                    "401": _ERROR,
-                    "403": _ERROR,
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "health",
-                "summary": "Liveness, without the database",
-                "security": [],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["ok"],
-                            "properties": {"ok": {"type": "boolean"}},
-                        }
-                    )
-                },
-            }
-        },
-    },
+    "paths": PATHS,
 }

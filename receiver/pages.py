@@ -167,27 +167,13 @@ def job_detail(job_id: str):
 @bp.post("/jobs/<job_id>/events/<int:event_id>/replay")
 def replay_event(job_id: str, event_id: int):
     """Re-apply one stored notice through today's parser (never undoes a final state)."""
-    from .cli import parse_stored
+    from .replay import replay_event as replay_one
 
-    ledger = get_ledger()
-    stored = ledger.get_event(event_id)
-    if stored is None or stored["job_id"] != job_id or stored["payload"] is None:
+    result = replay_one(get_ledger(), event_id, job_id=job_id)
+    if result.problem == "not_found":
         raise NotFound(f"no replayable event {event_id} on job {job_id}")
-    if stored["source"] not in ("http", "mns", "pull"):
-        raise BadRequest("only provider notices can be replayed")
-    try:
-        event = parse_stored(
-            stored["provider"], stored["service"], stored["source"], stored["payload"]
-        )
-    except (InvalidPayload, LookupError) as e:
-        raise BadRequest(f"event {event_id} does not parse: {e}") from None
-    ledger.record_event(
-        event,
-        source=stored["source"],
-        verified=stored["verified"],
-        auth=stored["auth"],
-        replay_of=event_id,
-    )
+    if not result.ok:
+        raise BadRequest(f"event {event_id}: {result.error}")
     log.info("pages.replayed", extra={"job_id": job_id, "event_id": event_id})
     return redirect(url_for("pages.job_detail", job_id=job_id), code=303)
 
@@ -226,3 +212,6 @@ def resubmit(job_id: str):
     ledger.link_resubmission(result.job["id"], job_id)
     log.info("pages.resubmitted", extra={"job_id": job_id, "new_job_id": result.job["id"]})
     return redirect(url_for("pages.job_detail", job_id=result.job["id"]), 303)
+
+
+from . import quarantine_pages  # noqa: E402, F401 - its routes join this blueprint

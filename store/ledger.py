@@ -25,7 +25,8 @@ from .backend import POSTGRES, SQLITE, Backend, is_url
 from .connection import LedgerBase, connect
 from .ids import utcnow
 from .polls import PollsMixin
-from .quarantine import QuarantineMixin
+from .quarantine import QuarantineStore
+from .quarantine_intake import QuarantineIntake
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
 from .retention import RetentionMixin
 from .submissions import SubmissionsMixin, new_job
@@ -94,7 +95,8 @@ def lock_id(key: tuple) -> int:
 class Ledger(
     LedgerBase,
     SubmissionsMixin,
-    QuarantineMixin,
+    QuarantineIntake,
+    QuarantineStore,
     AlertsMixin,
     PollsMixin,
     RetentionMixin,

@@ -171,7 +171,23 @@ def add_retention(db: Database) -> None:
     db.table("ledger_meta").create({"key": str, "value": str}, pk="key")
 
 
-@migrations(name="0006_shared_work")
+@migrations(name="0006_quarantine_status")
+def add_quarantine_status(db: Database) -> None:
+    """Give each quarantined body a status (waiting, replayed, discarded) and who discarded it.
+
+    Rows kept before this step get their status from `replayed_at`. The indexes serve the
+    newest-first listing under a status or provider filter, and time ranges.
+    """
+    db.execute("ALTER TABLE quarantine ADD COLUMN status TEXT NOT NULL DEFAULT 'waiting'")
+    db.execute("ALTER TABLE quarantine ADD COLUMN discarded_at TEXT")
+    db.execute("ALTER TABLE quarantine ADD COLUMN discarded_by TEXT")
+    db.execute("UPDATE quarantine SET status = 'replayed' WHERE replayed_at IS NOT NULL")
+    db.execute("CREATE INDEX quarantine_status_id ON quarantine (status, id)")
+    db.execute("CREATE INDEX quarantine_provider_id ON quarantine (provider, id)")
+    db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
+
+
+@migrations(name="0007_shared_work")
 def add_shared_work(db: Database) -> None:
     """Counter shards, alert delivery claims and shared call pacing (the same schema as on
     PostgreSQL, where several hosts write at once; on SQLite every row has shard 0)."""

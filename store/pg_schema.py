@@ -129,6 +129,18 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE TABLE call_slots (family text PRIMARY KEY, next_at double precision NOT NULL)",
         ],
     ),
+    (
+        "0002_quarantine_status",
+        [
+            "ALTER TABLE quarantine ADD COLUMN status text NOT NULL DEFAULT 'waiting'",
+            "ALTER TABLE quarantine ADD COLUMN discarded_at text",
+            "ALTER TABLE quarantine ADD COLUMN discarded_by text",
+            "UPDATE quarantine SET status = 'replayed' WHERE replayed_at IS NOT NULL",
+            "CREATE INDEX quarantine_status_id ON quarantine (status, id)",
+            "CREATE INDEX quarantine_provider_id ON quarantine (provider, id)",
+            "CREATE INDEX quarantine_received ON quarantine (received_at)",
+        ],
+    ),
 ]
 
 

@@ -24,7 +24,7 @@ from receiver import create_app
 from receiver.db import close_ledgers
 from store import open_ledger
 
-pytest_plugins = ["tests.engines"]
+pytest_plugins = ["tests.engines", "tests.proxy"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

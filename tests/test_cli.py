@@ -36,7 +36,7 @@ def test_replay_quarantined_records_what_now_parses(runner, ledger, client):
     result = runner.invoke(args=["replay", "--quarantined"])
     assert result.exit_code == 1  # one body is still unparseable, and says so
     assert f"quarantine {bad.get_json()['quarantine_id']}: still unparseable" in result.output
-    line = json.loads(result.output.splitlines()[0])
+    line = json.loads(result.stdout.splitlines()[0])
     assert line["quarantine_id"] == kept and line["state"] == "succeeded"
     rows = ledger.quarantined(pending_only=False)
     assert [r["replay_event_id"] is not None for r in rows] == [True, False]
@@ -48,7 +48,7 @@ def test_replay_events_reapplies_without_moving_a_final_state(runner, client, db
     first = client.post("/hooks/aliyun/vod", data=body, headers=vod_headers()).get_json()
     result = runner.invoke(args=["replay", str(first["event_id"])])
     assert result.exit_code == 0, result.output
-    line = json.loads(result.output)
+    line = json.loads(result.stdout)
     assert line["replay_of"] == first["event_id"] and line["job_id"] == first["job_id"]
     with open_ledger(db_path) as led:
         events = led.events_for_job(first["job_id"])

@@ -1,0 +1,98 @@
+"""gunicorn's logger for jobledger: JSON access lines and secrets redacted in every line.
+
+`gunicorn.conf.py` names it as `logger_class`. An access line is built with `json.dumps`,
+so any request target (quotes, backslashes, control characters, bytes that are not UTF-8)
+still gives one valid JSON object, and the values of secret-looking query parameters
+(`?token=`) are replaced before the line is written. gunicorn's error log gets the same
+redaction: it quotes request targets when a request fails.
+"""
+
+import json
+import logging
+import time
+import traceback
+
+from gunicorn.glogging import Logger
+
+from .logs import redact
+
+
+class _RedactFilter(logging.Filter):
+    """Redact a record's final text (message and traceback) before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: logging reports it in the handler, as usual
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class _Clock:
+    """The current UTC second as ISO 8601 text, formatted once per second, not per line."""
+
+    second = -1
+    text = ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            # Two threads may both reformat at a second's turn: harmless, same text.
+            self.text, self.second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)), second
+        return f"{self.text}.{int(now % 1 * 1000):03d}Z"
+
+
+class AccessLogger(Logger):
+    """gunicorn's Logger with one JSON object per access line and redacted secrets."""
+
+    def __init__(self, cfg):
+        self._clock = _Clock()
+        super().__init__(cfg)
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, _RedactFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(_RedactFilter())
+
+    def access(self, resp, req, environ, request_time):
+        """Write one access line: who, what, the answer, and how long it took."""
+        if not self.access_log_enabled:
+            return
+        try:
+            self.access_log.info(access_line(resp, environ, request_time, self._clock.now()))
+        except Exception:
+            self.error(traceback.format_exc())
+
+
+def access_line(resp, environ: dict, request_time, ts: str) -> str:
+    """Return the JSON text of one access line (`ms` is the time spent on the request)."""
+    status = resp.status
+    if isinstance(status, str):
+        status = status.split(None, 1)[0]
+    try:
+        status = int(status)
+    except (TypeError, ValueError):
+        pass  # a status gunicorn could not parse stays as text; the line is still JSON
+    target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    if "?" in target:
+        target = redact(target)
+    return json.dumps(
+        {
+            "ts": ts,
+            "remote": environ.get("REMOTE_ADDR"),
+            "request": f"{environ.get('REQUEST_METHOD')} {target} {environ.get('SERVER_PROTOCOL')}",
+            "status": status,
+            "bytes": getattr(resp, "sent", None),
+            "ms": request_time.seconds * 1000 + request_time.microseconds // 1000,
+            "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+            "agent": environ.get("HTTP_USER_AGENT"),
+        }
+    )
