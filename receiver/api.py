@@ -18,12 +18,15 @@ route" or "your ops token may not do this". The provider's HTTP status is in the
 
 import base64
 import logging
+import math
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
+from store import states
 from store.quarantine import QuarantineConflict
 from store.reads import FILTERS, BadQuery
 from submitter import NotConfigured, Submission, UsageError, submit
@@ -35,7 +38,30 @@ from .db import get_ledger
 from .errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 log = logging.getLogger("jobledger.api")
+# Filters with a closed vocabulary; `kind` stays open (providers add kinds).
+KNOWN_VALUES = {
+    "state": states.ALL,
+    "provider": ("aliyun", "tencent"),
+    "service": ("vod", "mps", "live"),
+}
+
+
+def finite(value):
+    """Return `value` with every NaN or infinite number (NaN, Infinity, 1e400) as None.
+
+    Provider bodies are parsed by Python's json, which accepts those tokens, but JSON has
+    no such numbers: the API answers null, as JavaScript's JSON.stringify does. The raw
+    notice keeps the provider's exact text.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 @bp.before_request
@@ -57,8 +83,16 @@ def _time_arg(name: str) -> datetime | None:
 def job_query() -> dict:
     """Read the contract's job filters from the query string (shared with the pages)."""
     raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit():
+    # ASCII digits only: isdigit() also takes "²", which int() refuses; and a bounded length,
+    # as int() refuses more than 4300 digits
+    if not _WHOLE.fullmatch(raw_limit):
         raise BadRequest("limit must be a whole number")
+    for name, known in KNOWN_VALUES.items():
+        unknown = [v for v in request.args.getlist(name) if v and v not in known]
+        if unknown:
+            raise BadRequest(
+                f"unknown {name} {unknown[0][:40]!r}; valid values: {', '.join(known)}"
+            )
     return {
         "filters": {f: request.args.getlist(f) for f in FILTERS if request.args.getlist(f)},
         "q": (request.args.get("q") or "").strip() or None,
@@ -76,7 +110,7 @@ def list_jobs():
         jobs, next_cursor = get_ledger().list_jobs(**job_query())
     except BadQuery as e:
         raise BadRequest(str(e)) from None
-    return jsonify(jobs=jobs, next_cursor=next_cursor)
+    return jsonify(jobs=finite(jobs), next_cursor=next_cursor)
 
 
 @bp.get("/jobs/<job_id>")
@@ -85,7 +119,7 @@ def get_job(job_id: str):
     job = get_ledger().get_job(job_id, with_events=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    return jsonify(job)
+    return jsonify(finite(job))
 
 
 def failure_status(result: Submission) -> int:
@@ -124,12 +158,13 @@ def create_job():
         log.error("api.submit-not-configured", extra={"error": str(e)})
         return error_response(503, str(e))
     if result.accepted:
-        response = jsonify(result.job)
+        response = jsonify(finite(result.job))
         response.status_code = 201
         response.headers["Location"] = f"/api/jobs/{result.job['id']}"
         return response
     extra = {"provider_status": result.error.status} if result.error.status else {}
-    return error_response(failure_status(result), result.describe_error(), job=result.job, **extra)
+    job = finite(result.job)
+    return error_response(failure_status(result), result.describe_error(), job=job, **extra)
 
 
 @bp.get("/stats")

@@ -68,7 +68,13 @@ def _list(value: str) -> list[str]:
 
 
 def _url_list(value: str) -> list[str]:
-    return [_url(v) for v in _list(value)]
+    items = _list(value)
+    for i, item in enumerate(items, 1):
+        try:
+            _url(item)
+        except ValueError as e:
+            raise ValueError(f"item {i} of {len(items)}: {e}") from None
+    return items
 
 
 def _flag(value: str) -> bool:
@@ -87,18 +93,26 @@ def _durability(value: str) -> str:
     return lowered
 
 
+def _whole(value: str) -> int | None:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    value = value.strip()
+    return int(value) if re.fullmatch(r"[0-9]{1,12}", value) else None
+
+
 def _positive_int(value: str) -> int | None:
     if not value.strip():
         return None
-    if not value.strip().isdigit() or int(value) < 1:
+    days = _whole(value)
+    if days is None or days < 1:
         raise ValueError("expected a whole number of days, at least 1")
-    return int(value)
+    return days
 
 
 def _seconds(value: str) -> int:
-    if not value.strip().isdigit():
+    seconds = _whole(value)
+    if seconds is None:
         raise ValueError("expected a whole number of seconds")
-    return int(value)
+    return seconds
 
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
@@ -115,9 +129,10 @@ def _deadlines(value: str) -> dict[str, int]:
     table = {}
     for item in _list(value):
         kind, sep, seconds = item.partition("=")
-        if not sep or not kind.strip() or not seconds.strip().isdigit():
-            raise ValueError(f"expected kind=seconds pairs, got {item!r}")
-        table[kind.strip()] = int(seconds)
+        number = _whole(seconds)
+        if not sep or not kind.strip() or number is None:
+            raise ValueError(f"expected kind=seconds pairs, got {item[:40]!r}")
+        table[kind.strip()] = number
     table.setdefault("default", DEFAULT_DEADLINES["default"])
     return table
 
@@ -166,6 +181,8 @@ SECRETS = frozenset(
         "MNS_ACCESS_KEY_SECRET",
         "ALIYUN_ACCESS_KEY_SECRET",
         "TENCENT_SECRET_KEY",
+        # chat and incident webhooks put their credential in the URL's path
+        "ALERT_WEBHOOK_URLS",
     }
 )
 
@@ -197,15 +214,29 @@ def _parse_one(name: str, parse: Callable[[str], Any], raw: str) -> Any:
     try:
         return parse(raw)
     except ValueError as e:
-        if name in SECRETS:
-            shown = "(hidden)"
-        elif name == "DATABASE" and "://" in raw:
-            from store.backend import redact  # a URL may carry a password
+        raise ConfigError(
+            f"{PREFIX}{name} is malformed: {e}; got {_shown(name, parse, raw)}"
+        ) from None
 
-            shown = repr(redact(raw.strip())[:120])
-        else:
-            shown = repr(raw[:80])
-        raise ConfigError(f"{PREFIX}{name} is malformed: {e}; got {shown}") from None
+
+def _shown(name: str, parse: Callable[[str], Any], raw: str) -> str:
+    """Return what an error message may show of a malformed value: never a credential."""
+    if name in SECRETS:
+        return "(hidden)"
+    if name == "DATABASE" and "://" in raw:
+        from store.backend import redact  # a postgresql:// URL may carry a password
+
+        return repr(redact(raw.strip())[:120])
+    if parse is _url:
+        # a URL may carry a user and password, or a token in its path or query string
+        try:
+            parts = urlsplit(raw.strip())
+            if parts.scheme and parts.hostname:
+                return repr(f"{parts.scheme}://{parts.hostname}/...")
+        except ValueError:
+            pass
+        return "(hidden: not shown, as a URL may carry credentials)"
+    return repr(raw[:80])
 
 
 def validate(config: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import threading
 from flask import Flask, current_app, g
 
 from store import Ledger, is_url, ledger_problem, open_ledger
+from store.errors import LedgerUnavailable
 from store.writer import GroupWriter, close_writers, writer_for
 
 from . import pgpool
@@ -26,9 +27,20 @@ class LedgerNotReady(RuntimeError):
 
 
 def get_ledger() -> Ledger:
-    """Return this thread's ledger for the app's DATABASE."""
+    """Return this thread's ledger for the app's DATABASE, checked to still be the file there.
+
+    :raises LedgerUnavailable: the file was deleted or replaced since the connection was
+      opened; the connection is dropped, and the path refused until an operator has
+      cleaned up (store/identity.py)
+    """
     if "ledger" not in g:
-        g.ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+        ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+        try:
+            ledger.conn.check_identity()  # one stat per request
+        except LedgerUnavailable:
+            forget_ledger(ledger)
+            raise
+        g.ledger = ledger
     return g.ledger
 
 
@@ -66,6 +78,30 @@ def get_writer() -> GroupWriter | Ledger:
     return writer_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
 
 
+def forget_ledger(ledger: Ledger | None = None) -> None:
+    """Close and drop this thread's cached connection (the request's, by default).
+
+    Called after the ledger failed, so the next request starts from a fresh connection:
+    one opened to a since replaced file, or left in a failed state, is never reused.
+    """
+    ledger = ledger if ledger is not None else g.pop("ledger", None)
+    if ledger is not None and ledger.db is None:  # PostgreSQL: back to the pool, which
+        ledger.close()  # drops a broken connection and rolls back an open transaction
+        return
+    cache = getattr(_local, "ledgers", None)
+    if ledger is None or cache is None or getattr(_local, "pid", None) != os.getpid():
+        return
+    for key, cached in list(cache.items()):
+        if cached is ledger:
+            del cache[key]
+    try:
+        if ledger.conn.in_transaction:
+            ledger.conn.rollback()
+        ledger.close()
+    except sqlite3.Error:
+        pass
+
+
 def close_ledgers() -> None:
     """Close this thread's cached connections and the process's writers (tests, exit)."""
     close_writers()
@@ -81,7 +117,11 @@ def close_ledgers() -> None:
 def _end_request(exc: BaseException | None) -> None:
     ledger = g.pop("ledger", None)
     if ledger is not None and ledger.conn.in_transaction:
-        ledger.conn.rollback()  # never carry a half-done transaction into the next request
+        try:
+            ledger.conn.rollback()  # never carry a half-done transaction into the next request
+        except sqlite3.Error:
+            forget_ledger(ledger)
+            return
     if ledger is not None and ledger.db is None:
         ledger.close()  # PostgreSQL: the connection goes back to the pool
 

@@ -9,10 +9,9 @@ import logging
 from flask import Flask, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from store import LedgerUnavailable, is_transient
-from store.errors import driver_errors
+from store.errors import LedgerUnavailable, classify, driver_errors
 
-from .db import LedgerNotReady
+from .db import LedgerNotReady, forget_ledger
 
 log = logging.getLogger("jobledger.errors")
 JSON_PREFIXES = ("/api", "/hooks", "/metrics", "/healthz")
@@ -49,19 +48,20 @@ def _http_error(e: HTTPException):
 
 
 def _database_error(e: Exception):
-    # A full disk, a lock held past the busy timeout or a server that is down is the ledger
-    # being unable to take the request right now: 503, so the sender retries and nothing
-    # half-written is acked. Told by the driver's error code (store.errors).
-    if is_transient(e):
-        log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
-        return error_response(503, f"the ledger cannot take writes right now: {e}")
+    # A transient failure (busy, locked, disk full, I/O error, read-only, the file replaced
+    # or deleted) is the ledger being unable to take the write right now: 503, so the
+    # sender retries and nothing half-written is acknowledged. The thread's connection is
+    # dropped, so the next request opens the file afresh (a read-only one would stay so).
+    unavailable = classify(e)
+    forget_ledger()
+    if unavailable is not None:
+        log.error(
+            "ledger.unavailable",
+            extra={"error": str(unavailable), "reason": unavailable.reason, "path": request.path},
+        )
+        return error_response(503, str(unavailable), [("Retry-After", "5")])
     log.error("ledger.error", exc_info=True, extra={"path": request.path})
     return error_response(500, "internal error in the ledger")
-
-
-def _unavailable(e: LedgerUnavailable):
-    log.error("ledger.unavailable", extra={"error": str(e), "path": request.path})
-    return error_response(503, str(e))
 
 
 def _not_ready(e: LedgerNotReady):
@@ -80,7 +80,7 @@ def init_app(app: Flask) -> None:
     """Register the handlers on the app (so unmatched URLs are covered too)."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(LedgerNotReady, _not_ready)
-    app.register_error_handler(LedgerUnavailable, _unavailable)
-    for error_class in driver_errors():
+    for error_class in driver_errors():  # sqlite3.Error, and psycopg.Error when installed
         app.register_error_handler(error_class, _database_error)
+    app.register_error_handler(LedgerUnavailable, _database_error)
     app.register_error_handler(Exception, _unexpected)

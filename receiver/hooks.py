@@ -8,6 +8,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import (
@@ -69,6 +70,25 @@ def authenticate(provider, body: bytes) -> Auth:
     )
 
 
+def _count_rejection(name: str, e: Unauthorized | ServiceUnavailable) -> None:
+    """Count a rejected delivery for the dashboard; never let counting change the answer."""
+    text = e.description or ""
+    if e.code == 503:
+        reason = "not_configured"
+    elif "token" in text:
+        reason = "bad_token"
+    elif "no signature" in text:
+        reason = "unsigned"
+    elif any(w in text for w in ("from now", "expired", "future")):
+        reason = "stale_timestamp"
+    else:
+        reason = "bad_signature"
+    try:
+        get_ledger().count_rejection(name, reason, datetime.now(UTC))
+    except Exception:  # a ledger that is down still answers 401/503, not 500
+        log.warning(f"hooks.{name}.rejection-not-counted", exc_info=True)
+
+
 @bp.post("/<vendor>/<service>")
 def receive(vendor: str, service: str):
     """Accept one delivery: verify, parse, record, then acknowledge."""
@@ -88,6 +108,7 @@ def receive(vendor: str, service: str):
     except (Unauthorized, ServiceUnavailable) as e:
         outcome = "unauthorized" if e.code == 401 else "not_configured"
         HOOK_REQUESTS.labels(provider.NAME, outcome).inc()
+        _count_rejection(provider.NAME, e)
         raise
     ledger = get_ledger()
     try:

@@ -104,10 +104,15 @@ class LedgerCollector:
         yield from (notices, consumed, jobs, oldest, sent, failed, pending)
 
 
+@bp.before_request
+def _ops_only():
+    # Here rather than in the view: Flask answers OPTIONS itself, without calling the view.
+    require_ops()
+
+
 @bp.get("/metrics")
 def metrics():
     """Answer Prometheus' scrape."""
-    require_ops()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         process = CollectorRegistry()
         multiprocess.MultiProcessCollector(process)

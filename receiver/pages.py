@@ -1,10 +1,12 @@
-"""HTML pages for on-call engineers: dashboard, job list, job detail with its timeline.
+"""HTML pages for on-call engineers: dashboard with a health strip, job list, job detail.
 
-Server-rendered, readable without JavaScript; every provider string goes through Jinja's
-autoescaping, and only http(s) URLs become links. Actions are POST forms with a
-double-submit CSRF token (a random cookie echoed in a hidden field): pages are reached
-with HTTP Basic credentials the browser resends by itself, so a cross-site form could
-otherwise act with them.
+Server-rendered and complete without JavaScript; a small script from `static/` adds
+relative times that keep up, copy buttons and a live refresh. Every provider string goes
+through Jinja's autoescaping (hover titles included), and only http(s) URLs become links.
+Actions are POST forms with a double-submit CSRF token (a random cookie echoed in a hidden
+field): pages are reached with HTTP Basic credentials the browser resends by itself, so a
+cross-site form could otherwise act with them. Actions that cannot work (no credentials,
+no status API) are shown disabled with the reason.
 """
 
 import hmac
@@ -15,22 +17,35 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.exceptions import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    HTTPException,
+    NotFound,
+    ServiceUnavailable,
+)
 
 from store import JobNotFound, states
-from store.polls import POLLED_STATES
 from store.reads import FILTERS, BadQuery
 
-from .api import job_query
+from . import console, display
+from .api import KNOWN_VALUES, job_query
 from .auth import require_ops
 from .db import get_ledger
 from .providers import InvalidPayload, queue
 
 bp = Blueprint("pages", __name__)
-RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
+bp.record_once(lambda state: console.warn_if_no_sink(state.app.config))
+RESUBMITTABLE = console.RESUBMITTABLE
 log = logging.getLogger("jobledger.pages")
 CSRF_COOKIE = "jobledger_csrf"
 STATE_CHOICES = list(states.ALL)
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+MAX_TRAIL = 50  # newer-page links kept while paging back through the list
 
 
 @bp.before_request
@@ -57,11 +72,19 @@ def _set_csrf_cookie(response):
         response.set_cookie(
             CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure
         )
-    response.headers.setdefault(
-        "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"
-    )
+    response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Frame-Options", "DENY")
     return response
+
+
+@bp.errorhandler(HTTPException)
+def _error_page(e: HTTPException):
+    """Show a page's error in the console's own layout, with a way back to the job."""
+    job_id = (request.view_args or {}).get("job_id")
+    back = url_for("pages.job_detail", job_id=job_id) if job_id and e.code != 404 else None
+    body = render_template("error.html", error=e, back=back)
+    headers = [(k, v) for k, v in e.get_headers() if k.lower() != "content-type"]
+    return body, e.code or 500, headers
 
 
 @bp.app_context_processor
@@ -71,13 +94,18 @@ def _template_helpers():
             g.csrf_token = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
         return g.csrf_token
 
-    def link(value) -> str | None:
-        """Return the URL if it may be a link (http or https), else None."""
-        if isinstance(value, str) and urlsplit(value).scheme in ("http", "https"):
-            return value
-        return None
-
-    return {"csrf_token": csrf_token, "link": link, "refresh": _refresh()}
+    now = datetime.now(UTC)
+    return {
+        "csrf_token": csrf_token,
+        "link": display.link,
+        "refresh": _refresh(),
+        "now": now,
+        "ago": lambda stamp: display.ago(stamp, now),
+        "exact": display.exact,
+        "duration": lambda start, end: display.duration(start, end, now),
+        "error_line": display.error_line,
+        "value_text": display.value_text,
+    }
 
 
 def _refresh() -> int | None:
@@ -91,14 +119,17 @@ def pretty(payload, source: str) -> str:
         return "(pruned by retention)"
     try:
         doc = queue.decode(payload) if source == "mns" else json.loads(payload)
-    except (InvalidPayload, ValueError):
+    except (InvalidPayload, ValueError, RecursionError):
         return payload
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    try:
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return payload
 
 
 @bp.get("/")
 def dashboard():
-    """Jobs by state, failures over 24 hours, the oldest unfinished jobs, recent alerts."""
+    """Health strip, jobs by state, failures over 24 hours, oldest unfinished, alerts."""
     ledger = get_ledger()
     now = datetime.now(UTC)
     groups = {}
@@ -106,6 +137,9 @@ def dashboard():
         groups.setdefault((provider, service, kind), {})[state] = n
     hours = ledger.failures_by_hour(now)
     peak = max([sum(h["by_state"].values()) for h in hours] + [1])
+    health = console.health(ledger, current_app.config, now)
+    for event in health["unmatched"]["newest"]:
+        event["pretty"] = pretty(event["payload"], event["source"])
     return render_template(
         "dashboard.html",
         groups=sorted(groups.items()),
@@ -115,6 +149,7 @@ def dashboard():
         peak=peak,
         oldest=ledger.oldest_unfinished(),
         alerts=ledger.recent_alerts(),
+        health=health,
     )
 
 
@@ -122,23 +157,41 @@ def dashboard():
 def job_list():
     """The job list with the API's filters as a form, newest first, a keyset page at a time."""
     query = job_query()
+    ledger = get_ledger()
     try:
-        jobs, next_cursor = get_ledger().list_jobs(**query)
+        jobs, next_cursor = ledger.list_jobs(**query)
     except BadQuery as e:
         raise BadRequest(str(e)) from None
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    next_url = (
-        url_for("pages.job_list") + "?" + urlencode(args + [("cursor", next_cursor)])
-        if next_cursor
-        else None
-    )
+    trail = [t for t in request.args.get("trail", "").split(",") if t][-MAX_TRAIL:]
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "trail")]
+    base = url_for("pages.job_list")
+
+    def page_url(cursor: str | None, new_trail: list[str]) -> str:
+        extra = [("cursor", cursor)] if cursor else []
+        extra += [("trail", ",".join(new_trail))] if new_trail else []
+        return base + ("?" + urlencode(kept + extra) if kept or extra else "")
+
+    here = query["cursor"]
+    next_url = page_url(next_cursor, trail + [here or "-"]) if next_cursor else None
+    newer_url = None
+    if here:
+        previous = trail[-1] if trail else "-"
+        newer_url = page_url(None if previous == "-" else previous, trail[:-1])
+    exact_total = None
+    if not (query["q"] or query["since"] or query["until"]):
+        exact_total = ledger.count_jobs(query["filters"])
     return render_template(
         "jobs/index.html",
         jobs=jobs,
         next_url=next_url,
+        newer_url=newer_url,
+        first_url=page_url(None, []) if here else None,
         args=request.args,
         states=STATE_CHOICES,
+        known=KNOWN_VALUES,
         filters=FILTERS,
+        described=console.describe_filters(request.args),
+        total=exact_total,
     )
 
 
@@ -154,12 +207,11 @@ def job_detail(job_id: str):
     return render_template(
         "jobs/detail.html",
         job=job,
+        error=display.job_error(job),
+        outputs=display.output_rows(job["outputs"], job["provider"]),
         alerts=ledger.alerts_for_job(job_id),
         resubmissions=ledger.resubmissions(job_id),
-        can_repoll=job["state"] in POLLED_STATES,
-        can_resubmit=job["origin"] == "submitted"
-        and job["operation"] is not None
-        and job["state"] in RESUBMITTABLE,
+        actions=console.job_actions(get_ledger(), current_app.config, job),
         notice=request.args.get("notice"),
     )
 
@@ -188,12 +240,20 @@ def repoll(job_id: str):
     except JobNotFound:
         raise NotFound(f"no job {job_id}") from None
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
+    if outcome == "not_configured":  # an old tab: the page no longer offers the button
+        job = get_ledger().get_job(job_id)
+        reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
+        raise ServiceUnavailable(f"cannot poll: {reason or 'credentials are not configured'}")
     return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)
 
 
 @bp.post("/jobs/<job_id>/resubmit")
 def resubmit(job_id: str):
-    """Submit a failed job's operation again, as a new job linked to the old one."""
+    """Submit a failed job's operation again, as a new job linked to the old one.
+
+    Statuses as the API gives them: 503 when the provider's credentials are not set, 409
+    when the job is not one that can be resubmitted, 400 when its stored params are refused.
+    """
     from submitter import NotConfigured, UsageError, submit
 
     ledger = get_ledger()
@@ -201,13 +261,14 @@ def resubmit(job_id: str):
     if job is None:
         raise NotFound(f"no job {job_id}")
     if job["origin"] != "submitted" or job["state"] not in RESUBMITTABLE:
-        raise BadRequest(
-            "only a failed, partial, refused or timed-out submitted job is resubmitted"
-        )
+        raise Conflict("only a failed, partial, refused or timed-out submitted job is resubmitted")
     params = ledger.submission_params(job_id)
     try:
         result = submit(ledger, current_app.config, job["operation"], params)
-    except (UsageError, NotConfigured) as e:
+    except NotConfigured as e:
+        log.error("pages.resubmit-not-configured", extra={"job_id": job_id, "error": str(e)})
+        raise ServiceUnavailable(f"cannot resubmit: {e}") from None
+    except UsageError as e:
         raise BadRequest(f"cannot resubmit: {e}") from None
     ledger.link_resubmission(result.job["id"], job_id)
     log.info("pages.resubmitted", extra={"job_id": job_id, "new_job_id": result.job["id"]})

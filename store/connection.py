@@ -1,6 +1,7 @@
 """Opening ledger connections, and running write transactions on either engine."""
 
 import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -9,20 +10,39 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .backend import SQLITE, Backend
-from .errors import LedgerError, LedgerUnavailable, is_retryable_in_place, is_transient
+from .errors import LedgerError, LedgerUnavailable, classify, is_retryable_in_place
+from .identity import LedgerConnection, refuse_if_gone
 
 BUSY_TIMEOUT_S = 5.0
 MAX_RETRIES = 8
 T = TypeVar("T")
 
 
-def connect(path: str | Path, durability: str = "normal") -> sqlite3.Connection:
+def connect(
+    path: str | Path, durability: str = "normal", *, create: bool = False
+) -> sqlite3.Connection:
     """Open an SQLite connection with the ledger's pragmas (WAL is a property of the file).
+
+    The file is opened read-write or not at all. SQLite would otherwise fall back to a
+    read-only connection, and create the `-wal` and `-shm` files with the read-only file's
+    mode, so that writes keep failing after the ledger is writable again; or create an
+    empty file where the ledger went missing. The connection remembers which file it
+    opened (`check_identity`, see store/identity.py).
 
     :param durability: `normal` survives a process crash; `full` fsyncs every commit so an
       acknowledged notice also survives a power loss
+    :param create: create the file if missing (migrations only)
     """
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    refuse_if_gone(str(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise LedgerUnavailable(
+            f"the ledger cannot take writes now: the file {path} is not writable", "read-only"
+        )
+    uri = Path(path).absolute().as_uri() + ("?mode=rwc" if create else "?mode=rw")
+    conn = sqlite3.connect(
+        uri, timeout=BUSY_TIMEOUT_S, check_same_thread=False, uri=True, factory=LedgerConnection
+    )
+    conn.remember_file(str(path))
     conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
     conn.execute("PRAGMA temp_store=MEMORY")
     # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
@@ -87,6 +107,7 @@ class LedgerBase:
                     attempt += 1
                     time.sleep(random.uniform(0, 0.005 * 2**attempt))
                     continue
-                if is_transient(e):
-                    raise LedgerUnavailable(f"the ledger cannot take writes right now: {e}") from e
+                unavailable = classify(e)
+                if unavailable is not None:
+                    raise unavailable from e
                 raise

@@ -1,22 +1,39 @@
-"""The store's own errors, and which driver errors mean "try again later".
+"""One vocabulary for the ledger's failures, whatever the database engine.
 
-Transient errors are told apart by the driver's error code, never by the words of a
-message: SQLite's primary result codes BUSY, LOCKED, READONLY, IOERR and FULL, and
-PostgreSQL's SQLSTATE classes 08 (connection), 40 (transaction rollback: deadlock,
-serialization), 53 (insufficient resources) and 57 (operator intervention: shutdown).
-Anything else (a missing table, a constraint a bug broke) is not fixed by retrying.
+`LedgerUnavailable` is transient: the ledger cannot take the write now (busy, locked, disk
+full, I/O error, read-only, the file replaced or deleted under the service, the server
+gone) and the same write may succeed later, so callers answer 503 or leave a queue
+message unacknowledged. Anything else a driver raises (a missing table, a constraint) is
+not fixed by retrying.
+
+Errors are classified by the driver's error code, never by the words of its message:
+SQLite's primary result codes, and PostgreSQL's SQLSTATE classes 08 (connection), 40
+(transaction rollback: deadlock, serialization), 53 (insufficient resources) and 57
+(operator intervention: shutdown, cancel).
 """
 
 import sqlite3
 
-# SQLite primary result codes (sqlite3.h): the low byte of an extended code.
-_SQLITE_TRANSIENT = frozenset({5, 6, 8, 10, 13})  # BUSY LOCKED READONLY IOERR FULL
-_PG_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+# SQLite's primary result codes (the low byte of an extended code) that mean "not now".
+_SQLITE_TRANSIENT = {
+    5: "busy",  # SQLITE_BUSY: another writer holds the lock past the busy timeout
+    6: "locked",  # SQLITE_LOCKED
+    8: "read-only",  # SQLITE_READONLY and its extended codes
+    10: "I/O error",  # SQLITE_IOERR and its extended codes
+    13: "disk full",  # SQLITE_FULL
+    14: "cannot open",  # SQLITE_CANTOPEN
+}
+_PG_TRANSIENT = {
+    "08": "connection lost",
+    "40": "conflict",
+    "53": "server out of resources",
+    "57": "server shutting down",
+}
 _PG_RETRY_IN_PLACE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
 
 class LedgerError(Exception):
-    """Base of the store's errors."""
+    """Base of the store's own errors."""
 
 
 class JobNotFound(LedgerError, LookupError):
@@ -24,28 +41,56 @@ class JobNotFound(LedgerError, LookupError):
 
 
 class LedgerUnavailable(LedgerError):
-    """The ledger cannot take this read or write right now; the caller retries later.
+    """The ledger cannot take the write now; the same write may succeed later.
 
     Raised in place of the driver error (kept as `__cause__`), for the callers to catch
     without knowing which engine is underneath.
+
+    :ivar reason: a short name of the cause (`busy`, `read-only`, `replaced`, ...)
     """
 
+    def __init__(self, message: str, reason: str = "unavailable"):
+        super().__init__(message)
+        self.reason = reason
 
-def is_transient(error: BaseException) -> bool:
-    """Tell whether a driver error is one that waiting and retrying can fix."""
-    if isinstance(error, LedgerUnavailable):
-        return True
-    if isinstance(error, sqlite3.Error):
-        code = getattr(error, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF in _SQLITE_TRANSIENT
-    sqlstate = getattr(error, "sqlstate", None)
+
+def classify(exc: BaseException) -> LedgerUnavailable | None:
+    """Return the transient failure `exc` stands for, or None if retrying cannot fix it."""
+    if isinstance(exc, LedgerUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason = _SQLITE_TRANSIENT.get(code & 0xFF) if isinstance(code, int) else None
+        if reason is None:
+            return None
+        name = getattr(exc, "sqlite_errorname", "") or "SQLITE_ERROR"
+        return LedgerUnavailable(
+            f"the ledger cannot take writes now: {reason} ({name}: {exc})", reason
+        )
+    if not type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate is not None:
-        return sqlstate[:2] in _PG_TRANSIENT_CLASSES
-    # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all,
-    # and psycopg_pool's PoolTimeout is one: the server is down or every connection busy.
-    return type(error).__module__.startswith(("psycopg", "psycopg_pool")) and any(
-        c.__name__ == "OperationalError" for c in type(error).__mro__
+        reason = _PG_TRANSIENT.get(sqlstate[:2])
+    elif any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
+        # psycopg raises OperationalError without a SQLSTATE when it cannot connect at
+        # all, and psycopg_pool's PoolTimeout is one: the server is down or busy.
+        reason = "server unreachable"
+    else:
+        reason = None
+    if reason is None:
+        return None
+    detail = str(exc).strip().splitlines()
+    return LedgerUnavailable(
+        f"the ledger cannot take writes now: {reason} ({sqlstate or 'no SQLSTATE'}:"
+        f" {detail[0] if detail else type(exc).__name__})",
+        reason,
     )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether `exc` is a failure that retrying later may fix."""
+    return classify(exc) is not None
 
 
 def is_retryable_in_place(error: BaseException) -> bool:

@@ -31,9 +31,17 @@ def new_id() -> str:
     return "".join(reversed(chars))
 
 
-def id_floor(moment: datetime) -> str:
-    """Return the smallest id that new_id() could have produced at `moment` (for time filters)."""
-    value = int(moment.timestamp() * 1000) << 80
+_MAX_MS = (1 << 48) - 1
+
+
+def id_floor(moment: datetime, after: bool = False) -> str:
+    """Return the smallest id that new_id() could have produced at `moment` (for time filters).
+
+    With `after`, the smallest id of the next millisecond (an exclusive upper bound). Times
+    before 1970 or past the ids' range (year 10889) are held to its ends.
+    """
+    ms = min(max(int(moment.timestamp() * 1000), 0), _MAX_MS) + after
+    value = ms << 80
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

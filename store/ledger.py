@@ -23,6 +23,7 @@ from . import states
 from .alerts import AlertsMixin
 from .backend import POSTGRES, SQLITE, Backend, is_url
 from .connection import LedgerBase, connect
+from .health import HealthReads
 from .ids import utcnow
 from .polls import PollsMixin
 from .quarantine import QuarantineStore
@@ -100,6 +101,7 @@ class Ledger(
     AlertsMixin,
     PollsMixin,
     RetentionMixin,
+    HealthReads,
     LedgerReads,
 ):
     """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run.

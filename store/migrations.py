@@ -187,7 +187,19 @@ def add_quarantine_status(db: Database) -> None:
     db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
 
 
-@migrations(name="0007_shared_work")
+@migrations(name="0007_console_health")
+def add_console_health(db: Database) -> None:
+    """Per-minute counts of rejected hook deliveries, and an index for each feed's last notice."""
+    db.table("hook_rejections").create(
+        {"minute": str, "provider": str, "reason": str, "n": int},
+        pk=("minute", "provider", "reason"),
+        not_null={"n"},
+    )
+    # MAX(received_at) and the last hour's count per feed, read from the index alone.
+    db.execute("CREATE INDEX events_feed ON events (source, provider, service, received_at)")
+
+
+@migrations(name="0008_shared_work")
 def add_shared_work(db: Database) -> None:
     """Counter shards, alert delivery claims and shared call pacing (the same schema as on
     PostgreSQL, where several hosts write at once; on SQLite every row has shard 0)."""

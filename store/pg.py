@@ -69,6 +69,9 @@ class PgConnection:
         if self.in_transaction and not (self.raw.closed or self.raw.broken):
             self.raw.execute("ROLLBACK")
 
+    def check_identity(self) -> None:
+        """Nothing to check: a server has no file to be replaced (see store/identity.py)."""
+
     def close(self) -> None:
         """Give the connection back to its pool, or close it."""
         if self._release is not None:

@@ -141,6 +141,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX quarantine_received ON quarantine (received_at)",
         ],
     ),
+    (
+        "0003_console_health",
+        [
+            """CREATE TABLE hook_rejections (
+                minute text, provider text, reason text, n integer NOT NULL,
+                PRIMARY KEY (minute, provider, reason)
+            )""",
+            "CREATE INDEX events_feed ON events (source, provider, service, received_at)",
+        ],
+    ),
 ]
 
 

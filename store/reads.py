@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .ids import id_floor
 
@@ -172,7 +172,7 @@ class LedgerReads:
             params.append(id_floor(since))
         if until is not None:
             where.append("id < ?")
-            params.append(id_floor(until + timedelta(milliseconds=1)))
+            params.append(id_floor(until, after=True))  # until + 1 ms overflows at year 9999
         if cursor:
             where.append("id < ?")
             params.append(decode_cursor(cursor))

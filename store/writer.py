@@ -15,35 +15,73 @@ to 100 ms and, with four workers, put the p99 past a second (bench/).
 """
 
 import fcntl
+import logging
 import os
 import queue
 import threading
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from .errors import LedgerUnavailable, classify
 from .ledger import Ledger, NormalizedEvent, RecordResult, open_ledger
 
 MAX_BATCH = 64
+# Longest a request waits for its commit. Past it the answer is 503 and the notice is
+# withdrawn if the writer has not started on it; a sender retries, and the dedup key makes
+# a notice committed after all a duplicate. Well under gunicorn's worker timeout.
+WAIT_S = 10.0
 _STOP = object()
+log = logging.getLogger("jobledger.writer")
 
 
 class GroupWriter:
-    """Record notices through one connection and thread, committing them in batches."""
+    """Record notices through one connection and thread, committing them in batches.
 
-    def __init__(self, path: str | Path, durability: str = "normal", max_batch: int = MAX_BATCH):
+    The thread never dies of a ledger failure: the batch that met it fails (each caller
+    gets the error), the connection and lock file are closed, and the next batch opens
+    them again, so the writer recovers by itself once the cause is gone.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        durability: str = "normal",
+        max_batch: int = MAX_BATCH,
+        wait_s: float = WAIT_S,
+    ):
         self.path, self.durability, self.max_batch = path, durability, max_batch
+        self.wait_s = wait_s
         self.batches = self.notices = 0  # for tests and benchmarks
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._ledger: Ledger | None = None
+        self._lock_fd: int | None = None
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Tell whether the writer thread is running."""
+        return self._thread.is_alive()
 
     def record_event(
         self, event: NormalizedEvent, *, source: str, verified: bool, auth: str | None = None
     ) -> RecordResult:
-        """Record one notice as Ledger.record_event does; return once it is committed."""
+        """Record one notice as Ledger.record_event does; return once it is committed.
+
+        :raises LedgerUnavailable: the ledger could not take it, or not within `wait_s`
+        """
         future: Future = Future()
         self._queue.put(((event, source, verified, auth), future))
-        return future.result()
+        try:
+            return future.result(timeout=self.wait_s)
+        except FutureTimeout:
+            withdrawn = future.cancel()  # only if the writer has not taken it up yet
+            raise LedgerUnavailable(
+                f"the ledger did not commit the notice within {self.wait_s:g} s"
+                + ("" if withdrawn else "; it may still be recorded (a retry is a duplicate)"),
+                "timeout",
+            ) from None
 
     def close(self) -> None:
         """Finish what is queued, then stop the thread and close its connection."""
@@ -51,8 +89,7 @@ class GroupWriter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        with open_ledger(self.path, self.durability) as ledger:
+        try:
             while True:
                 items = [self._queue.get()]
                 while len(items) < self.max_batch:
@@ -61,17 +98,72 @@ class GroupWriter:
                     except queue.Empty:
                         break
                 stop = any(args is _STOP for args, _ in items)
-                items = [item for item in items if item[0] is not _STOP]
+                # A request that gave up waiting cancelled its future: leave it out.
+                items = [
+                    item
+                    for item in items
+                    if item[0] is not _STOP and item[1].set_running_or_notify_cancel()
+                ]
                 if items:
-                    self._commit(ledger, items)
+                    self._write(items)
                 if stop:
-                    os.close(self._lock_fd)
                     return
+        finally:
+            self._release()
 
-    def _commit(self, ledger: Ledger, items: list) -> None:
+    def _write(self, items: list) -> None:
+        try:
+            done = self._commit(self._open(), items)
+        except BaseException as e:  # nothing of the batch is known durable: every request fails
+            failure = classify(e) or e
+            if isinstance(failure, LedgerUnavailable):
+                log.error("writer.unavailable", extra={"error": str(failure)})
+            else:
+                log.error("writer.failed", exc_info=True)
+            self._release()  # reopened for the next batch: a failed connection is not reused
+            for _, future in items:
+                future.set_exception(failure)
+            if not isinstance(e, Exception):
+                raise
+            return
+        self.batches += 1
+        self.notices += len(items)
+        for future, outcome in done:
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _open(self) -> Ledger:
+        if self._lock_fd is None:
+            lock = f"{self.path}-writer.lock"
+            try:
+                self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as e:
+                raise LedgerUnavailable(
+                    f"cannot open the writers' lock file {lock}: {e.strerror}", "lock"
+                ) from None
+        if self._ledger is None:
+            self._ledger = open_ledger(self.path, self.durability)
+        return self._ledger
+
+    def _release(self) -> None:
+        ledger, fd, self._ledger, self._lock_fd = self._ledger, self._lock_fd, None, None
+        if ledger is not None:
+            try:
+                ledger.close()
+            except Exception:  # noqa: BLE001 - closing a failed connection may fail too
+                pass
+        if fd is not None:
+            os.close(fd)
+
+    def _commit(self, ledger: Ledger, items: list) -> list:
         conn, done = ledger.conn, []
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
+            # The path must still name the file this connection writes to, before and after
+            # the commit: a notice committed to a replaced or deleted file is not acked.
+            conn.check_identity()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for (event, source, verified, auth), future in items:
@@ -87,19 +179,10 @@ class GroupWriter:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except Exception as e:  # noqa: BLE001 - nothing of the batch is durable: every request fails
-            for _, future in items:
-                future.set_exception(e)
-            return
+            conn.check_identity()
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        self.batches += 1
-        self.notices += len(items)
-        for future, outcome in done:
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        return done
 
 
 _writers: dict = {}
@@ -111,7 +194,7 @@ def writer_for(path: str | Path, durability: str = "normal") -> GroupWriter:
     key = (os.getpid(), str(path), durability)
     with _lock:
         writer = _writers.get(key)
-        if writer is None:
+        if writer is None or not writer.alive:  # a thread that died is replaced
             writer = _writers[key] = GroupWriter(path, durability)
         return writer
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from . import aliyun, tencent_v2
+from . import aliyun, tencent_api, tencent_v2
 from .aliyun import AliyunAPI
 from .calls import Budget, ProviderClient, UsageError
 from .tencent_api import TencentAPI
@@ -23,6 +23,14 @@ CLIENTS: dict[str, Callable[[Mapping[str, Any]], ProviderClient]] = {
     "aliyun.live": partial(AliyunAPI, service="live"),
     "tencent.api": TencentAPI,
     "tencent.v2": TencentV2,
+}
+# The settings each client needs (a client refuses to open without them: NotConfigured).
+CLIENT_SETTINGS = {
+    "aliyun.vod": aliyun.CREDENTIALS,
+    "aliyun.mps": aliyun.CREDENTIALS,
+    "aliyun.live": aliyun.CREDENTIALS,
+    "tencent.api": tencent_api.CREDENTIALS,
+    "tencent.v2": tencent_v2.CREDENTIALS,
 }
 INPUT_TYPES = {  # RunProcedure inputType -> the input fields it needs (reference §1.3)
     "SingleFile": ("file.id",),
@@ -232,6 +240,11 @@ def get_operation(name: str) -> Operation:
         raise UnknownOperation(
             f"unknown operation {name!r}; known: {', '.join(OPERATIONS)}"
         ) from None
+
+
+def missing_settings(config: Mapping[str, Any], client: str) -> list[str]:
+    """Name the `RECEIVER_*` settings a client needs and lacks ([] when it can open)."""
+    return [f"RECEIVER_{name}" for name in CLIENT_SETTINGS[client] if not config.get(name)]
 
 
 def open_client(op: Operation, config: Mapping[str, Any]) -> ProviderClient:

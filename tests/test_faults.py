@@ -1,4 +1,4 @@
-"""Fault injection (issue 6): crashes, a long read during ingest, a disk that fills up.
+"""Fault injection: crashes, a long read during ingest, a disk that fills up.
 
 The service runs for real (gunicorn with the project's config, loopback only) and senders
 behave like Alibaba VOD: a notice is sent again until it is answered 200. Afterwards the

@@ -78,7 +78,7 @@ def test_replay_makes_the_job_an_older_parser_did_not(runner, db_path):
         assert ledger.get_event(ok)["job_id"] is None and ledger.stats()["total"] == 0
     result = runner.invoke(args=["replay", str(ok), str(bad)])
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(line["replay_of"], line["state"]) for line in lines] == [
         (ok, "succeeded"),
         (bad, "failed"),
@@ -100,4 +100,4 @@ def test_replay_joins_the_job_a_v2_twin_already_made(runner, db_path):
     stored = _store_as_before(db_path, transcode_complete(task_id), **old)
     result = runner.invoke(args=["replay", str(stored)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["job_id"] == made.job_id
+    assert json.loads(result.stdout)["job_id"] == made.job_id

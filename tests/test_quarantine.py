@@ -8,7 +8,7 @@ import pytest
 from sqlite_utils import Database
 
 from store import open_ledger
-from store.ledger import connect
+from store.connection import connect
 from store.migrations import migrations
 from tests.conftest import OPS_TOKEN, assert_error_shape, fixture_bytes, vod_headers
 
@@ -320,7 +320,7 @@ def test_the_nav_links_the_quarantine(client):
 
 def test_rows_kept_before_the_status_migration_stay_readable(tmp_path, make_app):
     path = tmp_path / "old.db"
-    with Database(connect(path), execute_plugins=False) as db:
+    with Database(connect(path, create=True), execute_plugins=False) as db:
         migrations.apply(db, stop_before="0006_quarantine_status")
         for replayed_at in (None, "2026-11-01T00:00:00.000Z"):
             db.execute(

@@ -332,7 +332,15 @@ def test_cli_reconcile_once_prints_what_it_did(runner, client, fakes, ledger):
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Success")
     result = runner.invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"due": 1, "changed": 1}
+    assert json.loads(result.stdout) == {
+        "due": 1,
+        "changed": 1,
+        "polled": 1,
+        "timed_out": 0,
+        "alerts_sent": 0,
+        "alerts_waiting": 0,
+        "sinks": 0,
+    }
     assert ledger.get_job(job["id"])["state"] == "succeeded"
 
 

@@ -57,7 +57,8 @@ def verify(
     given = (headers.get("X-VOD-SIGNATURE") or "").strip().lower()
     if not stamp or not given:
         raise InvalidSignature("missing X-VOD-TIMESTAMP or X-VOD-SIGNATURE")
-    if not stamp.isdigit() or len(stamp) > 12:
+    # isdigit() alone also takes "²" or Arabic-Indic digits, which int() refuses or reads
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         raise InvalidSignature("X-VOD-TIMESTAMP is not Unix seconds")
     now = time.time() if now is None else now
     if abs(now - int(stamp)) > WINDOW_S:

@@ -74,6 +74,11 @@ class Provider(Protocol):
 
 
 VOLATILE_KEYS = frozenset({"EventHandle", "Sign", "T", "sign", "t"})
+# Provider notices nest a few levels (the deepest documented sample: 8). Python's JSON
+# functions recurse, and whether ~1000 levels fit depends on the stack in use, so a body
+# could parse and then break hashing or storing it; a fixed bound decides the same way
+# everywhere.
+MAX_DEPTH = 100
 
 
 def dedup_key(provider: str, doc: Any) -> bytes:
@@ -84,7 +89,10 @@ def dedup_key(provider: str, doc: Any) -> bytes:
     """
     if isinstance(doc, dict) and VOLATILE_KEYS.intersection(doc):
         doc = {k: v for k, v in doc.items() if k not in VOLATILE_KEYS}
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise InvalidPayload(f"body nests deeper than {MAX_DEPTH} levels") from None
     try:
         return hashlib.sha256(f"{provider}\n{canonical}".encode()).digest()[:16]
     except UnicodeEncodeError:
@@ -105,11 +113,31 @@ def load_json_object(body: bytes | str, what: str) -> dict:
             raise InvalidPayload(f"body is not UTF-8: {e.reason} at byte {e.start}") from None
     try:
         doc = json.loads(body)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+    except RecursionError:
+        raise InvalidPayload(f"body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # UnicodeDecodeError is a ValueError
         raise InvalidPayload(f"body is not JSON: {str(e)[:120]}") from e
     if not isinstance(doc, dict):
         raise InvalidPayload(f"body is JSON but not {what}: expected an object")
+    if _depth(doc) > MAX_DEPTH:
+        raise InvalidPayload(f"body nests deeper than {MAX_DEPTH} levels")
     return doc
+
+
+def _depth(doc: Any) -> int:
+    """Return how deep containers nest in `doc` (without recursing, whatever the depth)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        stack.extend((v, level + 1) for v in value)
+    return deepest
 
 
 def body_text(body: bytes | str) -> str:

@@ -65,7 +65,10 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float | No
         raise InvalidSignature("missing Sign")
     given, expiry = fields
     expiry = str(expiry) if isinstance(expiry, (int, str)) and not isinstance(expiry, bool) else ""
-    if not isinstance(given, str) or not expiry.isdigit() or len(expiry) > 12:
+    # isdigit() alone also takes "²" or Arabic-Indic digits, which int() refuses or reads
+    if not isinstance(given, str) or not (expiry.isascii() and expiry.isdigit()):
+        raise InvalidSignature("Sign or T missing or malformed")
+    if len(expiry) > 12:
         raise InvalidSignature("Sign or T missing or malformed")
     now = time.time() if now is None else now
     if now > int(expiry) + SKEW_S:

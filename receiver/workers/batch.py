@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from store import Ledger, is_transient
+from store import Ledger
+from store.errors import classify
 
 from ..providers import InvalidPayload
 
@@ -116,8 +117,10 @@ def apply_batch(
     """Parse and record a batch in one transaction; quarantine what does not parse.
 
     A parser or apply bug on one notice must not block the queue behind it, so any error
-    other than a transient ledger error sends that notice to the quarantine, where
-    `replay --quarantined` picks it up after the fix.
+    other than a transient ledger error (store.errors) sends that notice to the
+    quarantine, where `replay --quarantined` picks it up after the fix. Transient errors
+    defer the batch (not acknowledged, delivered again); an error that leaves a notice
+    neither recorded nor quarantined (a missing table) raises Fatal: the consumer stops.
     """
     out, good = Outcome(), []
     for d in deliveries:
@@ -131,14 +134,15 @@ def apply_batch(
             d.error = f"parser error: {type(e).__name__}: {e}"
     recorded, events = [], [d.event for d in good]
     try:
+        _check_file(ledger)
         results = ledger.record_events(events, source=source, verified=True, auth=auth)
+        _check_file(ledger)
         recorded = list(zip(good, results, strict=True))
     except Exception as e:
-        if is_transient(e):  # LedgerUnavailable, or a driver error of that kind
-            log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
+        if _unavailable(e, prefix):
             out.deferred = list(deliveries)
             return out
-        # One notice breaks the apply: find it by recording one at a time.
+        # one notice breaks the apply: find it by recording one at a time
         log.error(f"{prefix}.batch-failed", exc_info=True)
         for i, d in enumerate(good):
             try:
@@ -146,8 +150,7 @@ def apply_batch(
                     (d, ledger.record_event(d.event, source=source, verified=True, auth=auth))
                 )
             except Exception as e:
-                if is_transient(e):
-                    log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
+                if _unavailable(e, prefix):
                     out.deferred.extend(good[i:])
                     break
                 log.error(f"{prefix}.apply-crashed", exc_info=True, extra=d.meta)
@@ -175,14 +178,38 @@ def apply_batch(
             try:
                 _quarantine(ledger, d, source, auth, quarantine_as, prefix)
             except Exception as e:
-                if not is_transient(e):
-                    raise  # a missing table: retrying cannot fix it, so stop the consumer
-                log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(e)})
-                out.deferred.append(d)
-                continue
+                if _unavailable(e, prefix):
+                    out.deferred.append(d)
+                    continue
+                # Neither recorded nor kept: going on would drop it, retrying cannot help.
+                log.error(f"{prefix}.quarantine-failed", exc_info=True, extra=d.meta)
+                raise Fatal(f"cannot quarantine a notice: {type(e).__name__}: {e}") from e
             out.done.append(d)
             out.quarantined += 1
     return out
+
+
+def _check_file(ledger: Ledger) -> None:
+    check = getattr(ledger.conn, "check_identity", None)
+    if check is not None:
+        check()
+
+
+def _unavailable(e: Exception, prefix: str) -> bool:
+    """Tell whether `e` is transient (defer the batch); raise Fatal if only a restart helps.
+
+    A ledger file deleted or replaced under the consumer stays open in its connection:
+    retrying would commit to a file nobody reads, so the consumer stops (exit 1) and its
+    supervisor starts it again on the file now at the path.
+    """
+    unavailable = classify(e)
+    if unavailable is None:
+        return False
+    if unavailable.reason in ("deleted", "replaced"):
+        log.error(f"{prefix}.ledger-replaced", extra={"error": str(unavailable)})
+        raise Fatal(str(unavailable)) from e
+    log.warning(f"{prefix}.ledger-unavailable", extra={"error": str(unavailable)})
+    return True
 
 
 def _quarantine(

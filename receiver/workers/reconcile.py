@@ -219,6 +219,37 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     return "changed", delay, True
 
 
+POLLED = ("changed", "unchanged", "failed", "throttled")
+
+
+def summary(config: Mapping[str, Any], ledger: Ledger, stats: dict) -> dict:
+    """Return a pass's counts with what an operator asks first, each always present:
+    jobs polled, timed out, alerts sent and still waiting, and how many sinks there are.
+    """
+    return {
+        **stats,
+        "polled": sum(stats.get(k, 0) for k in POLLED),
+        "timed_out": stats.get("timed_out", 0),
+        "alerts_sent": stats.get("alerts_sent", 0),
+        "alerts_waiting": ledger.alerts_waiting(),
+        "sinks": len(alerting.sinks(config)),
+    }
+
+
+def warn_if_no_sink(config: Mapping[str, Any], ledger: Ledger) -> int:
+    """Log a warning when alerts are recorded but no sink is set; return alerts waiting."""
+    waiting = ledger.alerts_waiting()
+    if waiting and not alerting.sinks(config):
+        log.warning(
+            "alerts.no-sink",
+            extra={
+                "alerts_waiting": waiting,
+                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
+            },
+        )
+    return waiting
+
+
 def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
@@ -229,10 +260,11 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
         # Calls are spaced through the ledger: the pace holds across passes, and across
         # every reconcile process sharing it.
         pacer = Pacer(shared=led.take_call_slot)
+        warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
             if once:
-                lines.append(stats)
+                lines.append(summary(config, led, stats))
                 break
             log.info("reconcile.pass", extra=stats)
             if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):

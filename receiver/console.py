@@ -1,0 +1,123 @@
+"""What the console works out from the ledger and the settings, for the pages to show.
+
+The health strip (is work flowing, what is turned away, what is waiting), the filter
+description of the job list, and which actions a job page can offer, with the reason
+when one cannot work. No SQL here: the ledger's methods; no Flask: plain values.
+"""
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from store import Ledger, open_ledger, states
+from store.polls import POLLED_STATES
+
+from .workers.alerts import sinks
+
+log = logging.getLogger("jobledger.pages")
+RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
+SOURCE_LABELS = {"http": "callback", "mns": "MNS queue", "pull": "pull", "poll": "poll"}
+SERVICE_LABELS = {
+    ("aliyun", "vod"): "VOD",
+    ("aliyun", "mps"): "MPS",
+    ("aliyun", "live"): "Live",
+    ("tencent", "vod"): "Tencent VOD",
+}
+REASON_LABELS = {
+    "bad_signature": "bad signature",
+    "stale_timestamp": "stale timestamp",
+    "bad_token": "bad token",
+    "unsigned": "no signature",
+    "not_configured": "not configured",
+}
+
+
+def feed_label(feed: dict) -> str:
+    """Name a feed the way an operator says it: `VOD callback`, `MPS MNS queue`."""
+    service = SERVICE_LABELS.get((feed["provider"], feed["service"]), feed["service"])
+    return f"{service} {SOURCE_LABELS.get(feed['source'], feed['source'])}"
+
+
+def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
+    """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts."""
+    hour_ago = now - timedelta(hours=1)
+    return {
+        "feeds": [dict(f, label=feed_label(f)) for f in ledger.feeds(hour_ago)],
+        "rejections": [
+            dict(r, label=REASON_LABELS.get(r["reason"], r["reason"]))
+            for r in ledger.rejections_since(hour_ago)
+        ],
+        "quarantined": ledger.quarantine_waiting(),
+        "unmatched": ledger.unmatched_notices(hour_ago),
+        "alerts_waiting": ledger.alerts_waiting(),
+        "sinks": [kind for kind, _ in sinks(config)],
+    }
+
+
+def warn_if_no_sink(config: Mapping[str, Any]) -> None:
+    """At start-up, say so when alerts are recorded but no sink would ever send them."""
+    path = config.get("DATABASE")
+    if sinks(config) or not path or not Path(str(path)).is_file():
+        return
+    try:
+        with open_ledger(path) as ledger:
+            waiting = ledger.alerts_waiting()
+    except Exception:  # not migrated yet, or not a file ledger: nothing to say at start-up
+        return
+    if waiting:
+        log.warning(
+            "alerts.no-sink",
+            extra={
+                "alerts_waiting": waiting,
+                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
+            },
+        )
+
+
+def describe_filters(args) -> str:
+    """Say in words what the list shows: `failed or partial · aliyun · kind transcode`."""
+    parts = []
+    for name in ("state", "provider", "service"):
+        values = [v for v in args.getlist(name) if v]
+        if values:
+            parts.append(" or ".join(values))
+    kinds = [v for v in args.getlist("kind") if v]
+    if kinds:
+        parts.append("kind " + " or ".join(kinds))
+    if args.get("q"):
+        parts.append(f"id {args['q']}")
+    if args.get("since"):
+        parts.append(f"since {args['since']}")
+    if args.get("until"):
+        parts.append(f"until {args['until']}")
+    return " · ".join(parts)
+
+
+def _credentials_missing(config: Mapping[str, Any], client: str) -> str | None:
+    """Name the settings a submitter client lacks, or None when they are set."""
+    from submitter.operations import missing_settings
+
+    return " and ".join(missing_settings(config, client)) or None
+
+
+def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
+    """Which actions the job page offers: name -> reason it cannot work (None: it can)."""
+    from submitter.operations import OPERATIONS
+    from submitter.status import plan_poll
+
+    actions = {}
+    if job["state"] in POLLED_STATES:
+        raw = ledger.job_for_poll(job["id"])
+        poll = plan_poll(raw) if raw else None
+        if poll is None:
+            actions["repoll"] = f"{job['provider']} {job['kind']} jobs have no status API"
+        else:
+            missing = _credentials_missing(config, poll.client)
+            actions["repoll"] = f"set {missing} to poll" if missing else None
+    op = OPERATIONS.get(job["operation"] or "")
+    if job["origin"] == "submitted" and op is not None and job["state"] in RESUBMITTABLE:
+        missing = _credentials_missing(config, op.client)
+        actions["resubmit"] = f"set {missing} to resubmit" if missing else None
+    return actions
