@@ -47,6 +47,14 @@ class QuarantineIntake:
 
         return self._write(write)
 
+    def mark_replayed(self, quarantine_id: int, event_id: int) -> None:
+        """Note that a quarantined body has been parsed and recorded as `event_id`."""
+        self._write(
+            self.conn.execute,
+            "UPDATE quarantine SET replayed_at = ?, replay_event_id = ? WHERE id = ?",
+            (utcnow(), event_id, quarantine_id),
+        )
+
     def find_quarantined(
         self, *, provider: str, service: str, source: str, body: bytes | str
     ) -> int | None:
