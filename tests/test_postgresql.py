@@ -208,3 +208,27 @@ def test_a_command_reconnects_after_the_server_dropped_its_connection(pg_url, pg
         result = ledger.record_event(event, source="mns", verified=True)  # a new connection
         assert result.state == "succeeded" and result.duplicate_of is None
         assert ledger.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_a_web_host_replaces_a_connection_the_server_dropped(pg_url, pg_cluster, settings):
+    app = create_app({**settings, "DATABASE": pg_url})
+    client = app.test_client()
+    try:
+
+        def deliver(video: str) -> int:
+            doc = dict(fixture_json("aliyun_vod-TranscodeComplete.json"), VideoId=video)
+            body = json.dumps(doc).encode()
+            return client.post("/hooks/aliyun/vod", data=body, headers=vod_headers()).status_code
+
+        assert deliver("before") == 200
+        dbname = pg_url.split("/")[3].split("?")[0]
+        pg_cluster.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{dbname}' AND pid <> pg_backend_pid()"
+        )
+        answers = [deliver(f"after-{i}") for i in range(3)]
+        assert answers[0] == 503 and answers[-1] == 200, answers
+    finally:
+        from receiver.db import close_ledgers
+
+        close_ledgers()
