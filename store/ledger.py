@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlite_utils import Database
 
@@ -31,6 +31,9 @@ from .quarantine_intake import QuarantineIntake
 from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
 from .retention import RetentionMixin
 from .submissions import SubmissionsMixin, new_job
+
+if TYPE_CHECKING:
+    from .pg import PgConnection
 
 _OPEN = tuple(states.OPEN)
 _OPEN_SQL = ",".join("?" * len(_OPEN))
@@ -109,7 +112,7 @@ class Ledger(
     :param db: a sqlite-utils Database (SQLite), or a store.pg.PgConnection (PostgreSQL)
     """
 
-    def __init__(self, db, backend: Backend = SQLITE):
+    def __init__(self, db: "Database | PgConnection", backend: Backend = SQLITE):
         self.backend = backend
         if backend is SQLITE:
             self.db, self.conn = db, db.conn

@@ -6,7 +6,7 @@ snapshot or a lock. Statements keep SQLite's `?` placeholders; each distinct tex
 translated to psycopg's `%s` once and cached.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import psycopg
@@ -32,7 +32,12 @@ def _sql(text: str) -> str:
 class PgConnection:
     """A psycopg connection that answers like the sqlite3 connection the store was written for."""
 
-    def __init__(self, raw: psycopg.Connection, release=None, url: str | None = None):
+    def __init__(
+        self,
+        raw: psycopg.Connection,
+        release: Callable[[psycopg.Connection], None] | None = None,
+        url: str | None = None,
+    ):
         self.raw = raw
         self._release = release  # give the connection back to its pool instead of closing
         self._url = url  # a connection of its own reconnects after the server went away
