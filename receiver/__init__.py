@@ -8,6 +8,7 @@ Provider formats (pure verify/parse): `providers/`.
 """
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from . import config
 
@@ -24,7 +25,8 @@ def create_app(test_config=None):
     else:
         app.config.update(test_config)
     config.validate(app.config)
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
+        app.json.sort_keys = False
 
     from . import api, cli, db, errors, health, hooks, logs, metrics, pages
 

@@ -29,8 +29,8 @@ from werkzeug.exceptions import BadRequest, NotFound
 from store import states
 from store.quarantine import QuarantineConflict
 from store.reads import FILTERS, BadQuery
-from submitter import NotConfigured, Submission, UsageError, submit
-from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR
+from submitter import NotConfigured, UsageError, submit
+from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR, CallFailed
 
 from . import replay
 from .auth import require_ops
@@ -122,9 +122,8 @@ def get_job(job_id: str):
     return jsonify(finite(job))
 
 
-def failure_status(result: Submission) -> int:
+def failure_status(e: CallFailed) -> int:
     """Pick the HTTP status for a submission the provider did not accept."""
-    e = result.error
     if e.outcome_unknown:
         return 504
     if e.code == NETWORK_ERROR or e.retryable:
@@ -157,14 +156,14 @@ def create_job():
     except NotConfigured as e:
         log.error("api.submit-not-configured", extra={"error": str(e)})
         return error_response(503, str(e))
-    if result.accepted:
+    if result.error is None:  # accepted
         response = jsonify(finite(result.job))
         response.status_code = 201
         response.headers["Location"] = f"/api/jobs/{result.job['id']}"
         return response
     extra = {"provider_status": result.error.status} if result.error.status else {}
     job = finite(result.job)
-    return error_response(failure_status(result), result.describe_error(), job=job, **extra)
+    return error_response(failure_status(result.error), result.describe_error(), job=job, **extra)
 
 
 @bp.get("/stats")

@@ -107,7 +107,7 @@ def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
     from submitter.operations import OPERATIONS
     from submitter.status import plan_poll
 
-    actions = {}
+    actions: dict[str, str | None] = {}
     if job["state"] in POLLED_STATES:
         raw = ledger.job_for_poll(job["id"])
         poll = plan_poll(raw) if raw else None

@@ -28,8 +28,8 @@ def error_response(status: int, message: str, headers=None, **extra):
         response = jsonify(ok=False, error=message, status=status, **extra)
     else:
         name = _name(status)
-        response = render_template_string(_PAGE, status=status, name=name, message=message)
-        response = Flask.response_class(response, mimetype="text/html")
+        page = render_template_string(_PAGE, status=status, name=name, message=message)
+        response = Flask.response_class(page, mimetype="text/html")
     response.status_code = status
     for key, value in headers or ():
         if key.lower() != "content-type":

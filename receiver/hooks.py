@@ -20,7 +20,7 @@ from werkzeug.exceptions import (
 
 from .db import get_ledger, get_writer
 from .metrics import APPLY_SECONDS, HOOK_REQUESTS
-from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, get_provider
+from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, Provider, get_provider
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 log = logging.getLogger("jobledger.hooks")
@@ -34,7 +34,7 @@ class Auth:
     method: str  # "signature" | "token" | "none"
 
 
-def authenticate(provider, body: bytes) -> Auth:
+def authenticate(provider: Provider, body: bytes) -> Auth:
     """Decide whether to accept a delivery; raise 401 or 503 otherwise.
 
     A valid provider signature is enough. A request without one must carry the hook token

@@ -59,7 +59,7 @@ class LedgerCollector:
             "Queue messages (MNS) and pulled events (Tencent) taken in.",
             labels=["source"],
         )
-        per_source = {}
+        per_source: dict[str, int] = {}
         for source, provider, event_type, outcome, n in self.snapshot["notices"]:
             notices.add_metric([source, provider, event_type, outcome], n)
             if source in ("mns", "pull"):
@@ -89,7 +89,7 @@ class LedgerCollector:
             "Failed alert delivery attempts, by sink type.",
             labels=["sink"],
         )
-        totals = {}
+        totals: dict[str, tuple[int, int]] = {}
         for sink, delivered, failures in self.snapshot["alerts"]:
             kind = sink.split(":", 1)[0]
             done, bad = totals.get(kind, (0, 0))

@@ -132,7 +132,7 @@ def dashboard():
     """Health strip, jobs by state, failures over 24 hours, oldest unfinished, alerts."""
     ledger = get_ledger()
     now = datetime.now(UTC)
-    groups = {}
+    groups: dict[tuple[str, str, str], dict[str, int]] = {}
     for provider, service, kind, state, n in ledger.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
     hours = ledger.failures_by_hour(now)
@@ -242,6 +242,8 @@ def repoll(job_id: str):
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
     if outcome == "not_configured":  # an old tab: the page no longer offers the button
         job = get_ledger().get_job(job_id)
+        if job is None:  # merged into another job meanwhile
+            raise NotFound(f"no job {job_id}")
         reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
         raise ServiceUnavailable(f"cannot poll: {reason or 'credentials are not configured'}")
     return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)

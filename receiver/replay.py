@@ -147,8 +147,8 @@ def replay_quarantined(ledger: Ledger, quarantine_id: int) -> ReplayResult:
             REPLAYED,
             event_id=item["replay_event_id"],
             job_id=item["job_id"],
-            state=event and event["state_after"],
-            previous_state=event and event["state_after"],
+            state=event["state_after"] if event else None,
+            previous_state=event["state_after"] if event else None,
         )
     event, failure = _parse(
         "quarantine", quarantine_id, item["provider"], item["service"], item["source"], item["body"]

@@ -74,11 +74,20 @@ def parse_time(name: str, raw) -> datetime | None:
 def _whole(name: str, raw, minimum: int = 0) -> int | None:
     if raw is None or raw == "":
         return None
-    if isinstance(raw, str) and raw.strip().isdigit():
+    # isascii(): isdigit() alone also takes "²", which int() refuses (a 500, not a 400)
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
         raise BadSelection(f"{name} must be a whole number of at least {minimum}")
     return raw
+
+
+def _id(raw) -> int:
+    """Read one item of `ids`: an empty one is an error too, never a wildcard."""
+    ident = _whole("ids", raw, 1)
+    if ident is None:
+        raise BadSelection("ids must be a whole number of at least 1")
+    return ident
 
 
 def selection_from(doc: Mapping) -> Selection:
@@ -109,7 +118,7 @@ def selection_from(doc: Mapping) -> Selection:
         raw_ids = [raw_ids]
     if not isinstance(raw_ids, list):
         raise BadSelection("ids must be a list of whole numbers")
-    ids = tuple(_whole("ids", i, 1) for i in raw_ids)
+    ids = tuple(_id(i) for i in raw_ids)
     selection = Selection(
         target=target,
         filters=filters,

@@ -21,7 +21,7 @@ class Worker(ThreadWorker):
         self.alive = False  # orphaned: drain and exit, as on SIGTERM
         return False
 
-    def set_accept_enabled(self, enabled: bool) -> None:
+    def set_accept_enabled(self, enabled: bool | None) -> None:
         super().set_accept_enabled(enabled)
         if not enabled and not self.alive:
             # Not only paused (too many connections): this worker takes nothing new. Closing

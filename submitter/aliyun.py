@@ -2,8 +2,8 @@
 
 Why the legacy family and not the newer `alibabacloud_*` SDKs: the legacy core signs with
 RPC signature v1.0 (HMAC-SHA1) out of the box, which is what the local fake verifies and
-what every VOD/MPS/Live doc page of the reference describes; the Tea SDKs sign with
-ACS3-HMAC-SHA256 unless told otherwise (reference/aliyun.md §7.2). One core package serves
+what every VOD/MPS/Live API reference page describes; the Tea SDKs sign with
+ACS3-HMAC-SHA256 unless told otherwise. One core package serves
 all three products, and its request classes are generated from the same API metadata.
 
 Endpoints: `RECEIVER_ALIYUN_*_ENDPOINT` is `host[:port]`; with a port the call is plain
@@ -16,7 +16,7 @@ host is named explicitly, so the SDK never asks the location service where to go
 import importlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .calls import (
     INVALID_RESPONSE,
@@ -26,6 +26,9 @@ from .calls import (
     call_with_retries,
     network_failure,
 )
+
+if TYPE_CHECKING:
+    from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
 CONNECT_TIMEOUT_S = 3.0
 CREDENTIALS = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET")
@@ -162,7 +165,7 @@ class AliyunAPI:
         )
 
 
-def server_failure(e: "ServerException") -> CallFailed:  # noqa: F821 - imported lazily
+def server_failure(e: "ServerException") -> CallFailed:
     """Translate an error answer: the provider's own code, message and HTTP status."""
     code, status = e.get_error_code() or "UnknownError", e.get_http_status()
     throttled = code.startswith("Throttling")
@@ -176,7 +179,7 @@ def server_failure(e: "ServerException") -> CallFailed:  # noqa: F821 - imported
     )
 
 
-def client_failure(e: "ClientException") -> CallFailed:  # noqa: F821 - imported lazily
+def client_failure(e: "ClientException") -> CallFailed:
     """Translate an SDK-side failure; SDK.HttpError is the network."""
     if e.get_error_code() == "SDK.HttpError":
         return network_failure(e.get_error_msg())

@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 INTERACTIVE_BUDGET_S = 5.0  # what a person at a terminal or an API client waits for a submit
 MIN_ATTEMPT_S = 0.25  # do not start an attempt with less time than this left
@@ -39,6 +39,8 @@ _AFTER_SENDING = re.compile(
 
 class ProviderClient(Protocol):
     """What every provider API client is: one session, calls with a time budget, close().
+
+    It is also a context manager whose exit closes it.
 
     Implemented by `aliyun.AliyunAPI` (one per service), `tencent_api.TencentAPI` and
     `tencent_v2.TencentV2`; `operations.CLIENTS` names them. Adding a provider API means
@@ -65,6 +67,10 @@ class ProviderClient(Protocol):
     def close(self) -> None:
         """Release the client's connections."""
         ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
 
 
 class UsageError(ValueError):
@@ -110,7 +116,7 @@ class CallFailed(Exception):
 
     def as_response(self) -> dict:
         """Describe the failure as the `response` recorded on the job's timeline."""
-        error = {"Code": self.code, "Message": self.message}
+        error: dict[str, str | int] = {"Code": self.code, "Message": self.message}
         if self.status is not None:
             error["HttpStatus"] = self.status
         if self.request_id:

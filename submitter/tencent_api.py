@@ -4,7 +4,6 @@
 as the provider sent it (which is what the ledger records), and the models warn about
 every field newer than the SDK ("... fileds are useless"), which would be noise at best.
 `RECEIVER_TENCENT_VOD_ENDPOINT` is `host[:port]`; with a port the call is plain HTTP.
-Reference: reference/tencent.md §4.1, §4.6, §4.10.
 """
 
 from collections.abc import Mapping

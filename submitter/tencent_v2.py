@@ -2,7 +2,7 @@
 
 There is no maintained SDK (the last, qcloudapi-sdk-python 2.0.15, always uses HTTPS to a
 fixed host), so the documented protocol is implemented here, with the documented test
-vectors in tests/test_tencent_v2_signature.py. Reference: reference/tencent.md §1.1-§1.5.
+vectors in tests/test_tencent_v2_signature.py (from Tencent's v2 API signature page).
 
 * Nested params are flattened with dots: `fileList.0.id`, `stream.streamId`.
 * Signature: every param but `Signature`, raw values, `_` read as `.` in names, sorted,
@@ -98,9 +98,11 @@ class TencentV2:
     """A v2 client over urllib; stateless apart from the settings."""
 
     def __init__(self, config: Mapping[str, Any]):
-        self._secret_id, self._secret_key = (config.get(name) for name in CREDENTIALS)
-        if not self._secret_id or not self._secret_key:
+        secret_id, secret_key = (config.get(name) for name in CREDENTIALS)
+        if not secret_id or not secret_key:
             raise NotConfigured("Tencent Cloud", CREDENTIALS)
+        self._secret_id: str = secret_id
+        self._secret_key: str = secret_key
         self._url = config.get("TENCENT_VOD_V2_URL") or DEFAULT_URL
 
     def __enter__(self) -> "TencentV2":
@@ -186,7 +188,8 @@ class TencentV2:
             code = answer.get("code")
             if code in (0, "0"):
                 return answer
-            number = int(code) if str(code).lstrip("-").isdigit() else None
+            word = str(code)
+            number = int(word) if word.lstrip("-").isdigit() else None
             raise CallFailed(
                 str(code),
                 str(answer.get("message") or ""),

@@ -1,4 +1,4 @@
-"""Property tests (issue 6): order and duplication never change the outcome; parsers fail
+"""Property tests: order and duplication never change the outcome; parsers fail
 only with their own error; the hooks never answer 500.
 
 Example counts are kept moderate so the file runs in well under a minute.

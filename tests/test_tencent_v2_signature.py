@@ -1,6 +1,6 @@
 """The hand-written Tencent VOD v2 client: its signature and its flattened params.
 
-The vectors are the documented ones (reference/tencent.md §1.2); the round trips go to the
+The vectors are the documented ones (Tencent's v2 signature page); the round trips go to the
 v2 fake, which verifies signatures as the v2 gateway does, so a wrong key must fail.
 """
 

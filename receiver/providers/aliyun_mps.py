@@ -13,8 +13,10 @@ from typing import Any
 from . import base as states
 from .base import (
     Event,
+    HeaderLookup,
     InvalidPayload,
     InvalidSignature,
+    as_list,
     body_text,
     dedup_key,
     load_json_object,
@@ -47,17 +49,17 @@ def signature_secret(config: Mapping[str, Any]) -> None:
     return None
 
 
-def has_signature(body: bytes, headers: Mapping[str, str]) -> bool:
+def has_signature(body: bytes, headers: HeaderLookup) -> bool:
     """MPS notices carry no signature of their own."""
     return False
 
 
-def verify(body: bytes, headers: Mapping[str, str], secret: Any, now: float | None = None) -> None:
+def verify(body: bytes, headers: HeaderLookup, secret: Any, now: float | None = None) -> None:
     """Refuse: nothing signs an MPS notice, so nothing can be verified."""
     raise InvalidSignature("MPS notices are not signed; they arrive only through MNS")
 
 
-def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+def parse(body: bytes | str, headers: HeaderLookup | None = None) -> Event:
     """Turn one MPS notice into an Event."""
     return parse_doc(load_json_object(body, "an MPS job notice"), body_text(body))
 
@@ -120,7 +122,7 @@ def _iproduction(doc: dict) -> dict:
     state = state_of(doc.get("State"))
     if job_id is None or state is None:
         raise InvalidPayload("IProduction notice without JobId or a known State")
-    details = doc.get("Details") if isinstance(doc.get("Details"), list) else []
+    details = as_list(doc.get("Details"))
     return {
         "kind": "iproduction",
         "provider_job_id": job_id,

@@ -13,6 +13,7 @@ from typing import Any
 from . import aliyun_vod_events
 from .base import (
     Event,
+    HeaderLookup,
     InvalidPayload,
     InvalidSignature,
     body_text,
@@ -33,7 +34,7 @@ def signature_secret(config: Mapping[str, Any]) -> tuple[str, list[str]] | None:
     return (url, list(keys)) if url and keys else None
 
 
-def has_signature(body: bytes, headers: Mapping[str, str]) -> bool:
+def has_signature(body: bytes, headers: HeaderLookup) -> bool:
     """Tell whether the request carries VOD's signature headers at all."""
     return "X-VOD-SIGNATURE" in headers or "X-VOD-TIMESTAMP" in headers
 
@@ -44,7 +45,7 @@ def sign(callback_url: str, timestamp: int | str, key: str) -> str:
 
 
 def verify(
-    body: bytes, headers: Mapping[str, str], secret: tuple[str, list[str]], now: float | None = None
+    body: bytes, headers: HeaderLookup, secret: tuple[str, list[str]], now: float | None = None
 ) -> None:
     """Raise InvalidSignature unless the headers sign the configured URL with an active key.
 
@@ -73,7 +74,7 @@ def verify(
         raise InvalidSignature("X-VOD-SIGNATURE does not match any configured auth key")
 
 
-def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+def parse(body: bytes | str, headers: HeaderLookup | None = None) -> Event:
     """Turn one VOD notice into an Event; raise InvalidPayload if it is not one."""
     return parse_doc(load_json_object(body, "an ApsaraVideo VOD event"), body_text(body))
 

@@ -42,6 +42,15 @@ class Event:
     preprocess: bool = False
 
 
+class HeaderLookup(Protocol):
+    """Request headers as `verify` and `parse` read them: werkzeug's case-insensitive
+    `Headers` in the receiver, a plain dict in tests and tools."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def __contains__(self, key: str, /) -> bool: ...
+
+
 class Provider(Protocol):
     """What a provider module is: fill in these names to add a sender.
 
@@ -49,26 +58,43 @@ class Provider(Protocol):
     `receiver.providers` is typed with it.
     """
 
-    NAME: str  # registry key and URL segment: "aliyun_vod", "tencent_vod"...
-    PROVIDER: str  # "aliyun" | "tencent"
-    SERVICE: str  # "vod" | "mps" | "live"
-    SIGNATURE_SETTINGS: tuple[str, ...]  # settings that enable signature checks; () for none
+    # Read-only properties: the registry only reads a module's constants, and a module's
+    # `SIGNATURE_SETTINGS = ("A", "B")` then fits `tuple[str, ...]`.
+    @property
+    def NAME(self) -> str:
+        """Registry key and URL segment: "aliyun_vod", "tencent_vod"..."""
+        ...
+
+    @property
+    def PROVIDER(self) -> str:
+        """The vendor: "aliyun" | "tencent"."""
+        ...
+
+    @property
+    def SERVICE(self) -> str:
+        """The vendor's service: "vod" | "mps" | "live"."""
+        ...
+
+    @property
+    def SIGNATURE_SETTINGS(self) -> tuple[str, ...]:
+        """Settings that enable signature checks; () for none."""
+        ...
 
     def signature_secret(self, config: Mapping[str, Any]) -> Any | None:
         """Return what `verify` needs from the settings, or None when not configured."""
         ...
 
-    def has_signature(self, body: bytes, headers: Mapping[str, str]) -> bool:
+    def has_signature(self, body: bytes, headers: HeaderLookup) -> bool:
         """Tell whether a request carries the provider's signature at all."""
         ...
 
     def verify(
-        self, body: bytes, headers: Mapping[str, str], secret: Any, now: float | None = None
+        self, body: bytes, headers: HeaderLookup, secret: Any, now: float | None = None
     ) -> None:
         """Raise InvalidSignature unless the request is authentic."""
         ...
 
-    def parse(self, body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+    def parse(self, body: bytes | str, headers: HeaderLookup | None = None) -> Event:
         """Turn one notice into an Event; raise InvalidPayload if it is not one."""
         ...
 
@@ -200,6 +226,16 @@ def text(value: Any) -> str | None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def as_dict(value: Any) -> dict:
+    """Return a provider field that should be a JSON object, or {} when it is not one."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list:
+    """Return a provider field that should be a JSON array, or [] when it is not one."""
+    return value if isinstance(value, list) else []
 
 
 def truthy(value: Any) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import aliyun_mps, tencent_v3_tasks
 from . import base as states
-from .base import Event, InvalidPayload, compact, dedup_key, parse_time, text
+from .base import Event, InvalidPayload, as_dict, as_list, compact, dedup_key, parse_time, text
 from .tencent_procedure import v2_flow
 from .tencent_tasks import FAILED
 
@@ -65,7 +65,7 @@ def _loads(value: Any) -> Any:
 
 def vod_video(answer: dict) -> Event | None:
     """GetVideoInfo for a preprocess job: the video's `PreprocessStatus`, when given."""
-    video = answer.get("Video") if isinstance(answer.get("Video"), dict) else {}
+    video = as_dict(answer.get("Video"))
     state = PREPROCESS_STATES.get((text(video.get("PreprocessStatus")) or "").lower())
     if state is None:
         return None
@@ -84,7 +84,7 @@ def vod_video(answer: dict) -> Event | None:
 
 def vod_transcode_task(answer: dict) -> Event | None:
     """GetTranscodeTask: the task's status, and one output per transcode job."""
-    task = answer.get("TranscodeTask") if isinstance(answer.get("TranscodeTask"), dict) else {}
+    task = as_dict(answer.get("TranscodeTask"))
     state = TRANSCODE_TASK_STATES.get((text(task.get("TaskStatus")) or "").lower())
     if state is None:
         return None
@@ -132,7 +132,7 @@ def mps_iproduction(answer: dict) -> Event | None:
     data = _loads(result.get("Data"))
     items = data.get("result") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        items = result.get("Details") if isinstance(result.get("Details"), list) else []
+        items = as_list(result.get("Details"))
     failed = state == states.FAILED
     return _event(
         "aliyun",
@@ -150,7 +150,7 @@ def mps_iproduction(answer: dict) -> Event | None:
 
 def live_edge_job(answer: dict) -> Event | None:
     """GetEdgeTranscodeJob: `Status` "1" is running, "0" is stopped (the newest word wins)."""
-    job = answer.get("Job") if isinstance(answer.get("Job"), dict) else {}
+    job = as_dict(answer.get("Job"))
     state = EDGE_STATES.get(text(job.get("Status")) or "")
     if state is None or not text(job.get("JobId")):
         return None
@@ -211,7 +211,7 @@ def tencent_task_detail(answer: dict) -> Event | None:
             None,
         )
     task = answer.get(spec.detail[1]) if spec is not None else None
-    if not isinstance(task, dict) or not status:
+    if spec is None or not isinstance(task, dict) or not status:
         return None
     task = _settled(task, "Status", status)
     return _tencent("DescribeTaskDetail", answer, lambda: tencent_v3_tasks.read(spec, task), status)

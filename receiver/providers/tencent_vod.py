@@ -16,6 +16,7 @@ from . import base as states
 from . import tencent_v2, tencent_v3_tasks
 from .base import (
     Event,
+    HeaderLookup,
     InvalidPayload,
     InvalidSignature,
     body_text,
@@ -48,7 +49,7 @@ def _sign_fields(body: bytes) -> tuple[Any, Any] | None:
     return doc.get("Sign", doc.get("sign")), doc.get("T", doc.get("t"))
 
 
-def has_signature(body: bytes, headers: Mapping[str, str]) -> bool:
+def has_signature(body: bytes, headers: HeaderLookup) -> bool:
     """Tell whether the body carries a v3 `Sign`."""
     return _sign_fields(body) is not None
 
@@ -58,7 +59,7 @@ def sign(sign_key: str, expiry: int | str) -> str:
     return hashlib.md5(f"{sign_key}{expiry}".encode()).hexdigest()
 
 
-def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float | None = None) -> None:
+def verify(body: bytes, headers: HeaderLookup, secret: str, now: float | None = None) -> None:
     """Raise InvalidSignature unless `Sign` = MD5(SignKey + T) and T has not passed."""
     fields = _sign_fields(body)
     if fields is None:
@@ -81,7 +82,7 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float | No
         raise InvalidSignature("Sign does not match the configured SignKey")
 
 
-def parse(body: bytes | str, headers: Mapping[str, str] | None = None) -> Event:
+def parse(body: bytes | str, headers: HeaderLookup | None = None) -> Event:
     """Turn one Tencent VOD notice (v2 or API 3.0) into an Event."""
     return parse_doc(load_json_object(body, "a Tencent VOD event"), body_text(body))
 

@@ -116,7 +116,7 @@ def _message(config, due: list[dict]) -> dict:
     """One alert as itself; several as one summary that lists them all."""
     if len(due) == 1:
         return {"type": "job.alert", **_one(config, due[0])}
-    by_state = {}
+    by_state: dict[str, int] = {}
     for alert in due:
         by_state[alert["state"]] = by_state.get(alert["state"], 0) + 1
     base = config.get("PUBLIC_URL", "").rstrip("/")

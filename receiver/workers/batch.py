@@ -242,7 +242,9 @@ class StopSignal:
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, event: threading.Event):
-        self.event, self.received, self._previous = event, None, {}
+        self.event = event
+        self.received: str | None = None  # the name of the signal that stopped it
+        self._previous: dict[signal.Signals, Any] = {}  # handlers to put back
 
     def __enter__(self) -> "StopSignal":
         if threading.current_thread() is threading.main_thread():

@@ -5,7 +5,8 @@ thread-safe). A batch of up to 16 messages is recorded in one transaction and de
 one call only after the commit, so a crash at any moment loses nothing: undeleted
 messages come back after the queue's visibility timeout and are recorded as duplicates.
 Bodies are read raw (`set_encoding(False)`) because the SDK's Base64 decoding fails, or
-returns garbage, on raw JSON; `providers.queue` accepts both (reference/aliyun.md §3).
+returns garbage, on raw JSON; `providers.queue` accepts both, since Alibaba's VOD and MPS
+documentation does not say which one they write.
 """
 
 import logging
@@ -54,7 +55,8 @@ class QueueConsumer:
     ):
         self.name, self.settings, self.stop = name, settings, stop
         self.once, self.wait_seconds = once, wait_seconds
-        self.stats, self.error = Stats(), None
+        self.stats = Stats()
+        self.error: str | None = None
         self.retry = Backoff(RETRY_BASE_S, RETRY_CAP_S)
         self.recover = Backoff(1.0, RETRY_CAP_S)  # pause after the ledger failed a batch
         self.account = Account(

@@ -146,8 +146,8 @@ def reconcile_pass(
     if app_config.get("RETENTION_DAYS"):
         cutoff = now - timedelta(days=app_config["RETENTION_DAYS"])
         stats["payloads_pruned"] += ledger.prune_payloads(cutoff)
-    due = stats.pop("due")
-    return {"due": due, **{k: n for k, n in sorted(stats.items()) if n}}
+    due_count = stats.pop("due")
+    return {"due": due_count, **{k: n for k, n in sorted(stats.items()) if n}}
 
 
 def poll_now(app_config: Mapping[str, Any], ledger: Ledger, job_id: str) -> str:
@@ -202,7 +202,11 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
         log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})
         return "failed", delay, True
     event = PARSERS[poll.api](answer) if answer else None
-    if event is None or event.state is None or ledger.answer_seen(event.dedup_key):
+    if (
+        event is None
+        or event.state is None
+        or (event.dedup_key is not None and ledger.answer_seen(event.dedup_key))
+    ):
         return "unchanged", delay, True
     result = ledger.record_event(event, source="poll", verified=True, auth="api")
     if not result.changed:

@@ -2,7 +2,7 @@
 
 In reliable mode (ModifyEventConfig Mode=PULL) Tencent keeps each event until it is
 confirmed, and hands an unconfirmed one out again 30 s after it was pulled: at-least-once
-delivery, the only such channel Tencent has (reference/tencent.md §0, §2.5, §4.5). So an
+delivery, the only such channel Tencent has (its event-notification documentation). So an
 event is confirmed only after its commit, and every redelivery is a ledger duplicate.
 
 API 3.0 (`PullEvents`/`ConfirmEvents`) is always pulled. The legacy v2 API
@@ -66,7 +66,7 @@ class V3Events:
     def pull(self) -> list[tuple[str | None, object]]:
         """Long-poll for up to 16 events: (handle, event) pairs."""
         answer = self.client.call("PullEvents", {}, budget=Budget(PULL_BUDGET_S), idempotent=True)
-        out = []
+        out: list[tuple[str | None, object]] = []
         for item in answer.get("EventSet") or []:
             if isinstance(item, dict):
                 item = dict(item)
@@ -124,7 +124,7 @@ class Puller:
         self.stats = {s.name: Stats() for s in self.sources}
         self.retry = Backoff(RETRY_BASE_S, RETRY_CAP_S)
         self.recover = Backoff(1.0, RETRY_CAP_S)  # pause after the ledger failed a batch
-        self.error = None
+        self.error: str | None = None
 
     def run(self) -> None:
         """Pull, apply, confirm; a fatal error ends the run with `self.error` set."""

@@ -4,7 +4,7 @@ Why it exists: jobledger consumes MNS only through the official SDK ``aliyun-mns
 ``mns``). Tests, benchmarks and kill tests need a queue that behaves like the real one
 (signatures, visibility timeouts, receipt handles, long polling, error XML) without network
 access or an account. The fake speaks API version 2015-06-06 exactly as SDK 1.3.0 sends and
-parses it; see /work/shared/reference/aliyun.md section 6.3.
+parses it (MNS API reference: request signing, queue and message operations).
 
 In-process: ``with FakeMNS(access_key_id=..., access_key_secret=...) as mns: ...``.
 As a process (prints one line, the endpoint, once listening; serves until SIGTERM/SIGINT)::

@@ -1,7 +1,6 @@
 """Local fakes of the Tencent Cloud VOD APIs, for tests.
 
-Two threaded HTTP servers on 127.0.0.1 (port 0), modelled on
-/work/shared/reference/tencent.md:
+Two threaded HTTP servers on 127.0.0.1 (port 0), modelled on Tencent's API documentation:
 
 * ``FakeTencentAPI``: API 3.0 (``POST /`` + JSON, TC3-HMAC-SHA256), driven by the official
   ``tencentcloud-sdk-python-vod`` SDK via ``HttpProfile(protocol="http", endpoint=api.endpoint)``.
