@@ -9,6 +9,7 @@ many, each alert goes to each sink once: the other processes skip claimed alerts
 
 from datetime import datetime, timedelta
 
+from .connection import LedgerBase
 from .ids import iso
 from .reads import JOB_COLUMNS, job_from_row, public_job
 
@@ -21,7 +22,7 @@ _UNFINISHED = "state IN ('submitting', 'submitted', 'processing', 'timed_out')"
 CLAIM_CHUNK = 500
 
 
-class AlertsMixin:
+class AlertsMixin(LedgerBase):
     """Ledger methods for alerts, deadlines and the dashboard."""
 
     def overdue_jobs(
@@ -85,7 +86,7 @@ class AlertsMixin:
         atomically on either engine (on PostgreSQL a concurrent claimer of the same row
         waits for the first one's commit, then finds the lease taken).
         """
-        stamp, claimed = iso(now), set()
+        stamp, claimed = iso(now), set[int]()
 
         def claim(chunk: list[int]) -> list[tuple]:
             marks = ",".join("?" * len(chunk))

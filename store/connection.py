@@ -79,7 +79,8 @@ class LedgerBase:
     """The connection and engine a Ledger works with, and its transaction runner."""
 
     backend: Backend = SQLITE
-    conn: Any = None
+    conn: Any = None  # sqlite3.Connection, or store.pg.PgConnection
+    db: Any = None  # the sqlite-utils Database on SQLite, else None
 
     def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in one write transaction and commit it.

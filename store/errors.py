@@ -102,9 +102,9 @@ def is_retryable_in_place(error: BaseException) -> bool:
     return getattr(error, "sqlstate", None) in _PG_RETRY_IN_PLACE
 
 
-def driver_errors() -> tuple[type[BaseException], ...]:
+def driver_errors() -> tuple[type[Exception], ...]:
     """Return the base error classes of the drivers installed (for error handlers)."""
-    classes: list[type[BaseException]] = [sqlite3.Error]
+    classes: list[type[Exception]] = [sqlite3.Error]
     try:
         import psycopg
 

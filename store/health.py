@@ -8,6 +8,7 @@ first rejection of each new minute, which keeps the table a few thousand rows at
 
 from datetime import datetime, timedelta
 
+from .connection import LedgerBase
 from .ids import iso
 
 REJECTION_REASONS = ("bad_signature", "stale_timestamp", "bad_token", "unsigned", "not_configured")
@@ -30,10 +31,8 @@ def _minute(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
-class HealthReads:
+class HealthReads(LedgerBase):
     """Health-strip queries and the rejection counter (mixed into Ledger)."""
-
-    conn = None  # set by Ledger
 
     def count_rejection(self, provider: str, reason: str, now: datetime) -> None:
         """Count one rejected hook delivery in its minute; prune old minutes now and then.

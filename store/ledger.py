@@ -9,13 +9,10 @@ connection; sqlite-utils' convenience methods cost several times more per row an
 kept for SQLite migrations.
 """
 
-import hashlib
 import json
-import random
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from sqlite_utils import Database
 
@@ -28,34 +25,62 @@ from .ids import utcnow
 from .polls import PollsMixin
 from .quarantine import QuarantineStore
 from .quarantine_intake import QuarantineIntake
-from .reads import JOB_COLUMNS, JOB_FIELDS, LedgerReads, job_from_row
+from .reads import LedgerReads
 from .retention import RetentionMixin
+from .rows import JobRows
 from .submissions import SubmissionsMixin, new_job
-
-if TYPE_CHECKING:
-    from .pg import PgConnection
 
 _OPEN = tuple(states.OPEN)
 _OPEN_SQL = ",".join("?" * len(_OPEN))
 
 
 class NormalizedEvent(Protocol):
-    """What the ledger needs from a parsed notice (see receiver.providers.base.Event)."""
+    """What the ledger needs from a parsed notice (see receiver.providers.base.Event).
 
-    provider: str
-    service: str
-    event_type: str
-    dedup_key: bytes | None
-    kind: str | None
-    provider_job_id: str | None
-    media_id: str | None
-    state: str | None
-    occurred_at: str | None
-    error_code: str | None
-    error_message: str | None
-    outputs: tuple
-    preprocess: bool
-    payload: str
+    Read-only, as a frozen dataclass provides them.
+    """
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def dedup_key(self) -> bytes | None: ...
+
+    @property
+    def kind(self) -> str | None: ...
+
+    @property
+    def provider_job_id(self) -> str | None: ...
+
+    @property
+    def media_id(self) -> str | None: ...
+
+    @property
+    def state(self) -> str | None: ...
+
+    @property
+    def occurred_at(self) -> str | None: ...
+
+    @property
+    def error_code(self) -> str | None: ...
+
+    @property
+    def error_message(self) -> str | None: ...
+
+    @property
+    def outputs(self) -> tuple: ...
+
+    @property
+    def preprocess(self) -> bool: ...
+
+    @property
+    def payload(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -86,18 +111,11 @@ def open_ledger(database: str | Path, durability: str = "normal") -> "Ledger":
     if is_url(database):
         from .pg import connect as connect_pg
 
-        return Ledger(connect_pg(database), POSTGRES)
+        return Ledger(connect_pg(str(database)), POSTGRES)
     return Ledger(Database(connect(database, durability), execute_plugins=False))
 
 
-def lock_id(key: tuple) -> int:
-    """Map a key to a signed 64-bit advisory lock id."""
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 class Ledger(
-    LedgerBase,
     SubmissionsMixin,
     QuarantineIntake,
     QuarantineStore,
@@ -105,14 +123,16 @@ class Ledger(
     PollsMixin,
     RetentionMixin,
     HealthReads,
+    JobRows,
     LedgerReads,
+    LedgerBase,
 ):
     """All SQL of jobledger. Methods are named for what they mean, not for the SQL they run.
 
     :param db: a sqlite-utils Database (SQLite), or a store.pg.PgConnection (PostgreSQL)
     """
 
-    def __init__(self, db: "Database | PgConnection", backend: Backend = SQLITE):
+    def __init__(self, db: Any, backend: Backend = SQLITE):
         self.backend = backend
         if backend is SQLITE:
             self.db, self.conn = db, db.conn
@@ -198,9 +218,10 @@ class Ledger(
                 )
                 self._count_notice(source, event, "duplicate")
                 return RecordResult(event_id, original[1], state, state, original[0], False)
-        job, created = (None, False)
+        job: dict | None = None
+        created = False
         if event.kind is not None:
-            job, created = self._match_job(event, now)
+            job, created = self._match_job(event, event.kind, now)
         previous = None if (job is None or created) else job["state"]
         state = self._apply(job, created, event, now) if job is not None else None
         event_id = self._insert_event(
@@ -215,17 +236,10 @@ class Ledger(
             replay_of=replay_of,
         )
         self._count_notice(source, event, "replayed" if replay_of else "recorded")
-        return RecordResult(event_id, job and job["id"], state, previous, None, created)
+        job_id = job["id"] if job is not None else None
+        return RecordResult(event_id, job_id, state, previous, None, created)
 
-    def _lock_keys(self, keys: Iterable[tuple]) -> None:
-        """Take transaction-scoped advisory locks, in a fixed (sorted) order (PostgreSQL)."""
-        ids = sorted({lock_id(k) for k in keys})
-        if ids:
-            self.conn.execute(
-                "SELECT " + ", ".join(["pg_advisory_xact_lock(?)"] * len(ids)), tuple(ids)
-            )
-
-    def _match_job(self, event: NormalizedEvent, now: str) -> tuple[dict, bool]:
+    def _match_job(self, event: NormalizedEvent, kind: str, now: str) -> tuple[dict, bool]:
         """Find the job a notice belongs to, or make a new external one."""
         where = "provider = ? AND service = ?"
         scope = (event.provider, event.service)
@@ -242,7 +256,7 @@ class Ledger(
                 f"media_id = ? AND kind = ? AND {where} AND state IN ({_OPEN_SQL})"
                 + (" AND provider_job_id IS NULL" if event.provider_job_id else "")
                 + " ORDER BY id DESC LIMIT 1",
-                (event.media_id, event.kind, *scope, *_OPEN),
+                (event.media_id, kind, *scope, *_OPEN),
                 lock=True,
             )
             if job is not None:
@@ -258,7 +272,7 @@ class Ledger(
                 # belongs to that job, not to a new one that would never finish.
                 job = self._fetch_job(
                     f"media_id = ? AND kind = ? AND {where} ORDER BY id DESC LIMIT 1",
-                    (event.media_id, event.kind, *scope),
+                    (event.media_id, kind, *scope),
                     lock=True,
                 )
                 if job is not None and (job["last_event_at"] or "") >= event.occurred_at:
@@ -266,7 +280,7 @@ class Ledger(
         job = new_job(
             provider=event.provider,
             service=event.service,
-            kind=event.kind,
+            kind=kind,
             state=None,
             origin="external",
             now=now,
@@ -275,7 +289,7 @@ class Ledger(
         )
         return job, True
 
-    def _apply(self, job: dict, created: bool, event: NormalizedEvent, now: str) -> str:
+    def _apply(self, job: dict, created: bool, event: NormalizedEvent, now: str) -> str | None:
         """Advance `job` by `event` and write it; return the job's state afterwards."""
         old = job["state"]
         at = event.occurred_at or now
@@ -326,26 +340,6 @@ class Ledger(
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _fetch_job(self, where: str, params: tuple, *, lock: bool = False) -> dict | None:
-        """Return one job's column values; with `lock`, hold its row until the commit."""
-        sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}"
-        if lock:
-            sql += self.backend.for_update
-        row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else job_from_row(row)
-
-    def _state_of(self, job_id: str | None) -> str | None:
-        if job_id is None:
-            return None
-        row = self.conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return row and row[0]
-
-    def _insert_job(self, job: dict) -> None:
-        self.conn.execute(
-            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({','.join('?' * len(JOB_FIELDS))})",
-            tuple(job[c] for c in JOB_FIELDS),
-        )
-
     def _insert_event(
         self,
         event,
@@ -381,73 +375,6 @@ class Ledger(
                 event.payload,
             ),
         ).fetchone()[0]
-
-    def _insert_local_event(
-        self, job: dict, event_type: str, body: str, now: str, source: str = "submit"
-    ) -> None:
-        """Record what jobledger itself did to a job (a submission, its answer, a deadline)."""
-        self.conn.execute(
-            "INSERT INTO events (job_id, provider, service, source, event_type, verified, auth,"
-            " state_after, received_at, occurred_at, payload)"
-            " VALUES (?, ?, ?, ?, ?, 1, 'local', ?, ?, ?, ?)",
-            (
-                job["id"],
-                job["provider"],
-                job["service"],
-                source,
-                event_type,
-                job["state"],
-                now,
-                now,
-                body,
-            ),
-        )
-
-    def _shard(self) -> int:
-        """Pick the counter row this transaction adds to (always 0 on SQLite)."""
-        shards = self.backend.counter_shards
-        return random.randrange(shards) if shards > 1 else 0
-
-    def _count_notice(
-        self, source: str, event: NormalizedEvent | None, outcome: str, provider: str = ""
-    ) -> None:
-        """Count one notice by source, provider, type and outcome (for /metrics)."""
-        self.conn.execute(
-            "INSERT INTO notice_counts (source, provider, event_type, outcome, shard, n)"
-            " VALUES (?, ?, ?, ?, ?, 1)"
-            " ON CONFLICT (source, provider, event_type, outcome, shard)"
-            " DO UPDATE SET n = notice_counts.n + 1",
-            (
-                source,
-                event.provider if event else provider,
-                (event.event_type or "")[:64] if event else "",
-                outcome,
-                self._shard(),
-            ),
-        )
-
-    def _state_changed(self, job: dict, old: str | None, new: str | None) -> None:
-        """Keep `job_counts` in step with a state change, and queue its alert, in the
-        caller's transaction: the outbox row commits or rolls back with the change itself.
-        """
-        if old == new:
-            return
-        if new in states.ALERTING:
-            self.conn.execute(
-                "INSERT INTO alerts (job_id, state, created_at, error_code, error_message)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (job["id"], new, utcnow(), job.get("error_code"), job.get("error_message")),
-            )
-        scope, shard = (job["provider"], job["service"], job["kind"]), self._shard()
-        # In state order, so two transactions never take the same two rows the other way.
-        for state, delta in sorted(((old, -1), (new, 1)), key=lambda c: c[0] or ""):
-            if state is not None:
-                self.conn.execute(
-                    "INSERT INTO job_counts (provider, service, kind, state, shard, n)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, service, kind, state,"
-                    " shard) DO UPDATE SET n = job_counts.n + excluded.n",
-                    (*scope, state, shard, delta),
-                )
 
 
 def _keys_of(event: NormalizedEvent, dedup_key: bytes | None) -> list[tuple]:

@@ -163,8 +163,8 @@ def _applied(conn: PgConnection) -> set[str]:
 
 def pending(conn: PgConnection) -> list[str]:
     """Return the names of the migrations not yet applied (creating nothing)."""
-    exists = conn.execute("SELECT to_regclass('ledger_migrations')").fetchone()[0]
-    done = set() if exists is None else _applied(conn)
+    row = conn.execute("SELECT to_regclass('ledger_migrations')").fetchone()
+    done = set() if row is None or row[0] is None else _applied(conn)
     return [name for name, _ in MIGRATIONS if name not in done]
 
 

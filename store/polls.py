@@ -14,6 +14,7 @@ job is polled by one of them. Calls to each provider API family are spaced throu
 shared row per family (`call_slots`), so the QPS limits hold across all of them.
 """
 
+from .connection import LedgerBase
 from .reads import JOB_COLUMNS, job_from_row
 
 POLLED_STATES = ("submitting", "submitted", "processing", "timed_out", "running")
@@ -27,7 +28,7 @@ def _job(row) -> dict:
     return job
 
 
-class PollsMixin:
+class PollsMixin(LedgerBase):
     """Ledger methods for the schedule of polls."""
 
     def claim_due_polls(

@@ -5,9 +5,11 @@ import json
 from collections.abc import Iterable
 
 from .ids import utcnow
+from .reads import LedgerReads
+from .rows import JobRows
 
 
-class QuarantineIntake:
+class QuarantineIntake(JobRows, LedgerReads):
     """Ledger methods that keep unparseable bodies."""
 
     def quarantine(

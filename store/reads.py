@@ -3,7 +3,9 @@
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
+from .connection import LedgerBase
 from .ids import id_floor
 
 JOB_COLUMNS = (
@@ -76,10 +78,8 @@ def decode_cursor(cursor: str) -> str:
     return cursor
 
 
-class LedgerReads:
+class LedgerReads(LedgerBase):
     """Query methods shared by the API, the pages and the CLI."""
-
-    conn = None  # set by Ledger
 
     def get_job(self, job_id: str, *, with_events: bool = False) -> dict | None:
         """Return one job record, or None if there is no such job.
@@ -187,7 +187,13 @@ class LedgerReads:
 
     def stats(self) -> dict:
         """Return job counts in total and by state, provider, service and kind."""
-        out = {"total": 0, "by_state": {}, "by_provider": {}, "by_service": {}, "by_kind": {}}
+        out: dict[str, Any] = {
+            "total": 0,
+            "by_state": {},
+            "by_provider": {},
+            "by_service": {},
+            "by_kind": {},
+        }
         rows = self.conn.execute(
             "SELECT provider, service, kind, state, CAST(SUM(n) AS BIGINT) FROM job_counts"
             " GROUP BY provider, service, kind, state HAVING SUM(n) != 0"

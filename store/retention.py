@@ -9,12 +9,13 @@ the only copy of a notice.
 
 from datetime import datetime
 
+from .connection import LedgerBase
 from .ids import iso
 
 BATCH = 5000
 
 
-class RetentionMixin:
+class RetentionMixin(LedgerBase):
     """Ledger methods for retention."""
 
     def prune_payloads(self, older_than: datetime) -> int:

@@ -26,7 +26,7 @@ def migrate(database: str | Path) -> list[str]:
         from . import pg_schema
         from .pg import connect as connect_pg
 
-        conn = connect_pg(database)
+        conn = connect_pg(str(database))
         try:
             return pg_schema.migrate(conn)
         finally:
@@ -74,7 +74,7 @@ def pending_migrations(database: str | Path) -> list[str]:
         from . import pg_schema
         from .pg import connect as connect_pg
 
-        conn = connect_pg(database)
+        conn = connect_pg(str(database))
         try:
             return pg_schema.pending(conn)
         finally:
@@ -96,7 +96,7 @@ def ledger_problem(database: str | Path) -> str | None:
     if is_url(database):
         from .pg import redact
 
-        where = f"ledger at RECEIVER_DATABASE={redact(database)}"
+        where = f"ledger at RECEIVER_DATABASE={redact(str(database))}"
         try:
             pending = pending_migrations(database)
         except LedgerUnavailable as e:

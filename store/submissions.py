@@ -7,6 +7,8 @@ from typing import Any
 from . import states
 from .errors import JobNotFound
 from .ids import new_id, utcnow
+from .reads import LedgerReads
+from .rows import JobRows
 
 
 def new_job(
@@ -45,8 +47,15 @@ def new_job(
     }
 
 
-class SubmissionsMixin:
+class SubmissionsMixin(JobRows, LedgerReads):
     """Ledger methods for submissions and the changes jobledger makes on its own."""
+
+    def _job_record(self, job_id: str) -> dict:
+        """Return a job record just written; JobNotFound if a merge or a delete took it."""
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     def begin_submission(
         self,
@@ -87,7 +96,7 @@ class SubmissionsMixin:
             self._insert_local_event(job, f"{operation}:request", body, now)
 
         self._write(write)
-        return self.get_job(job["id"])
+        return self._job_record(job["id"])
 
     def finish_submission(
         self,
@@ -110,7 +119,7 @@ class SubmissionsMixin:
         """
         args = (job_id, state, provider_job_id, error_code, error_message, response, operation)
         self._write(self._finish_submission, *args)
-        return self.get_job(job_id)
+        return self._job_record(job_id)
 
     def _finish_submission(
         self, job_id, state, provider_job_id, error_code, error_message, response, operation
@@ -123,9 +132,10 @@ class SubmissionsMixin:
             # A notice for this provider job id arriving now waits for the merge. Advisory
             # locks are always taken before row locks, as record_event does.
             self._lock_keys([("job", job["provider"], job["service"], provider_job_id)])
+        if self.backend.for_update:
             job = self._fetch_job("id = ?", (job_id,), lock=True)
-        elif self.backend.for_update:
-            job = self._fetch_job("id = ?", (job_id,), lock=True)
+            if job is None:  # merged away meanwhile
+                raise JobNotFound(job_id)
         if provider_job_id:
             early = self._fetch_job(
                 "provider_job_id = ? AND provider = ? AND service = ? AND id != ?",
@@ -247,4 +257,4 @@ class SubmissionsMixin:
             self._insert_local_event(job, event_type, text, utcnow())
 
         self._write(write)
-        return self.get_job(job_id)
+        return self._job_record(job_id)
