@@ -203,7 +203,9 @@ def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
     conn = sqlite3.connect(path)
     max_event = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
     max_job = conn.execute("SELECT COALESCE(MAX(id), '') FROM jobs").fetchone()[0]
-    counts = conn.execute("SELECT provider, service, kind, state, n FROM job_counts").fetchall()
+    counts = conn.execute(
+        "SELECT provider, service, kind, state, shard, n FROM job_counts"
+    ).fetchall()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     totals: dict[str, float] = {}
@@ -222,7 +224,11 @@ def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
         conn.execute("DELETE FROM events WHERE id > ?", (max_event,))
         conn.execute("DELETE FROM jobs WHERE id > ?", (max_job,))
         conn.execute("DELETE FROM job_counts")
-        conn.executemany("INSERT INTO job_counts VALUES (?, ?, ?, ?, ?)", counts)
+        conn.executemany(
+            "INSERT INTO job_counts (provider, service, kind, state, shard, n)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            counts,
+        )
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return {

@@ -17,7 +17,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from store import migrate, open_ledger
+from store import LedgerUnavailable, is_url, migrate, open_ledger
+from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
 
 from .api import submit_budget
@@ -26,8 +27,11 @@ from .workers.batch import Misconfigured, RunResult
 
 
 def ledger():
-    """Open the app's ledger for one command."""
-    return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    """Open the app's ledger for one command; an unreachable server ends it with a message."""
+    try:
+        return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    except LedgerUnavailable as e:
+        raise click.ClickException(str(e)) from None
 
 
 @click.command("init-db")
@@ -38,9 +42,13 @@ def init_db():
     \b
     flask --app wsgi init-db
     """
-    path = current_app.config["DATABASE"]
-    applied = migrate(path)
-    click.echo(f"ledger {path}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    database = current_app.config["DATABASE"]
+    try:
+        applied = migrate(database)
+    except LedgerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    shown = redact(database) if is_url(database) else database
+    click.echo(f"ledger {shown}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
 @click.command("replay")
@@ -146,6 +154,8 @@ def finish(run) -> None:
         result: RunResult = run()
     except Misconfigured as e:
         raise click.UsageError(str(e)) from None
+    except LedgerUnavailable as e:  # the server is unreachable: say which, no traceback
+        raise click.ClickException(str(e)) from None
     for line in result.lines:
         click.echo(json.dumps(line))
     if result.error:

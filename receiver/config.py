@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from store import is_url
+
 PREFIX = "RECEIVER_"
 MIB = 1024 * 1024
 
@@ -47,6 +49,18 @@ def _url(value: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an http:// or https:// URL")
     return value
+
+
+def _database(value: str) -> str | None:
+    """A file path (SQLite), or a postgresql:// URL that libpq accepts."""
+    value = value.strip()
+    if "://" in value:
+        if not is_url(value):
+            raise ValueError("expected a file path or a postgresql:// URL")
+        from store.pg import check_url
+
+        check_url(value)
+    return value or None
 
 
 def _list(value: str) -> list[str]:
@@ -131,7 +145,7 @@ def _deadlines(value: str) -> dict[str, int]:
 
 
 SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "DATABASE": (_text, "instance/ledger.db"),
+    "DATABASE": (_database, "instance/ledger.db"),
     "OPS_TOKEN": (_text, None),
     "ALIYUN_VOD_CALLBACK_URL": (_url, None),
     "ALIYUN_VOD_AUTH_KEYS": (_list, []),
@@ -219,6 +233,10 @@ def _shown(name: str, parse: Callable[[str], Any], raw: str) -> str:
     """Return what an error message may show of a malformed value: never a credential."""
     if name in SECRETS:
         return "(hidden)"
+    if name == "DATABASE" and "://" in raw:
+        from store.backend import redact  # a postgresql:// URL may carry a password
+
+        return repr(redact(raw.strip())[:120])
     if parse is _url:
         # a URL may carry a user and password, or a token in its path or query string
         try:

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from store import Ledger, open_ledger, polling, states
+from store import Ledger, open_ledger, states
+from store.polls import POLLED_STATES
 
 from .workers.alerts import sinks
 
@@ -107,8 +108,8 @@ def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
     from submitter.status import plan_poll
 
     actions: dict[str, str | None] = {}
-    if job["state"] in polling.POLLED_STATES:
-        raw = polling.job_for_poll(ledger, job["id"])
+    if job["state"] in POLLED_STATES:
+        raw = ledger.job_for_poll(job["id"])
         poll = plan_poll(raw) if raw else None
         if poll is None:
             actions["repoll"] = f"{job['provider']} {job['kind']} jobs have no status API"

@@ -13,9 +13,11 @@ import threading
 
 from flask import Flask, current_app, g
 
-from store import Ledger, ledger_problem, open_ledger
+from store import Ledger, is_url, ledger_problem, open_ledger
 from store.errors import LedgerUnavailable
 from store.writer import GroupWriter, close_writers, writer_for
+
+from . import pgpool
 
 _local = threading.local()
 
@@ -43,6 +45,12 @@ def get_ledger() -> Ledger:
 
 
 def _ledger_for(path: str, durability: str) -> Ledger:
+    if is_url(path):
+        # PostgreSQL: a pooled connection for this request, given back when it ends.
+        try:
+            return pgpool.borrow(path)
+        except pgpool.NotReady as e:
+            raise LedgerNotReady(str(e)) from None
     cache = getattr(_local, "ledgers", None)
     if cache is None or getattr(_local, "pid", None) != os.getpid():
         cache = _local.ledgers = {}
@@ -58,9 +66,15 @@ def _ledger_for(path: str, durability: str) -> Ledger:
     return ledger
 
 
-def get_writer() -> GroupWriter:
-    """Return this process's group-commit writer for the app's ledger (see store/writer.py)."""
-    get_ledger()  # the same readiness check: a missing ledger is a clear 503, not a crash
+def get_writer() -> GroupWriter | Ledger:
+    """Return this process's group-commit writer for the app's ledger (see store/writer.py).
+
+    On PostgreSQL, the request's own ledger: each notice commits in its own transaction
+    and the server groups concurrent commits itself.
+    """
+    ledger = get_ledger()  # the same readiness check: a missing ledger is a clear 503
+    if is_url(current_app.config["DATABASE"]):
+        return ledger
     return writer_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
 
 
@@ -71,6 +85,9 @@ def forget_ledger(ledger: Ledger | None = None) -> None:
     one opened to a since replaced file, or left in a failed state, is never reused.
     """
     ledger = ledger if ledger is not None else g.pop("ledger", None)
+    if ledger is not None and ledger.db is None:  # PostgreSQL: back to the pool, which
+        ledger.close()  # drops a broken connection and rolls back an open transaction
+        return
     cache = getattr(_local, "ledgers", None)
     if ledger is None or cache is None or getattr(_local, "pid", None) != os.getpid():
         return
@@ -88,6 +105,7 @@ def forget_ledger(ledger: Ledger | None = None) -> None:
 def close_ledgers() -> None:
     """Close this thread's cached connections and the process's writers (tests, exit)."""
     close_writers()
+    pgpool.close_pools()
     for ledger in getattr(_local, "ledgers", {}).values():
         try:
             ledger.close()
@@ -103,6 +121,9 @@ def _end_request(exc: BaseException | None) -> None:
             ledger.conn.rollback()  # never carry a half-done transaction into the next request
         except sqlite3.Error:
             forget_ledger(ledger)
+            return
+    if ledger is not None and ledger.db is None:
+        ledger.close()  # PostgreSQL: the connection goes back to the pool
 
 
 def init_app(app: Flask) -> None:

@@ -5,12 +5,11 @@ Every JSON error has one shape: {"ok": false, "error": "...", "status": N}.
 """
 
 import logging
-import sqlite3
 
 from flask import Flask, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from store.errors import LedgerUnavailable, classify
+from store.errors import LedgerUnavailable, classify, driver_errors
 
 from .db import LedgerNotReady, forget_ledger
 
@@ -81,6 +80,7 @@ def init_app(app: Flask) -> None:
     """Register the handlers on the app (so unmatched URLs are covered too)."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(LedgerNotReady, _not_ready)
-    app.register_error_handler(sqlite3.Error, _database_error)
+    for error_class in driver_errors():  # sqlite3.Error, and psycopg.Error when installed
+        app.register_error_handler(error_class, _database_error)
     app.register_error_handler(LedgerUnavailable, _database_error)
     app.register_error_handler(Exception, _unexpected)

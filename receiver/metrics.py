@@ -23,8 +23,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from store import alerts as store_alerts
-
 from .auth import require_ops
 from .db import get_ledger
 
@@ -121,6 +119,6 @@ def metrics():
     else:
         process = REGISTRY
     ledger = CollectorRegistry(auto_describe=False)
-    ledger.register(LedgerCollector(store_alerts.metrics_snapshot(get_ledger()), datetime.now(UTC)))
+    ledger.register(LedgerCollector(get_ledger().metrics_snapshot(), datetime.now(UTC)))
     body = generate_latest(process) + generate_latest(ledger)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -26,8 +26,7 @@ from werkzeug.exceptions import (
     ServiceUnavailable,
 )
 
-from store import alerts as store_alerts
-from store import states
+from store import JobNotFound, states
 from store.reads import FILTERS, BadQuery
 
 from . import console, display
@@ -134,9 +133,9 @@ def dashboard():
     ledger = get_ledger()
     now = datetime.now(UTC)
     groups: dict[tuple[str, str, str], dict[str, int]] = {}
-    for provider, service, kind, state, n in store_alerts.metrics_snapshot(ledger)["jobs"]:
+    for provider, service, kind, state, n in ledger.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
-    hours = store_alerts.failures_by_hour(ledger, now)
+    hours = ledger.failures_by_hour(now)
     peak = max([sum(h["by_state"].values()) for h in hours] + [1])
     health = console.health(ledger, current_app.config, now)
     for event in health["unmatched"]["newest"]:
@@ -148,8 +147,8 @@ def dashboard():
         stats=ledger.stats(),
         hours=hours,
         peak=peak,
-        oldest=store_alerts.oldest_unfinished(ledger),
-        alerts=store_alerts.recent_alerts(ledger),
+        oldest=ledger.oldest_unfinished(),
+        alerts=ledger.recent_alerts(),
         health=health,
     )
 
@@ -210,7 +209,7 @@ def job_detail(job_id: str):
         job=job,
         error=display.job_error(job),
         outputs=display.output_rows(job["outputs"], job["provider"]),
-        alerts=store_alerts.alerts_for_job(ledger, job_id),
+        alerts=ledger.alerts_for_job(job_id),
         resubmissions=ledger.resubmissions(job_id),
         actions=console.job_actions(get_ledger(), current_app.config, job),
         notice=request.args.get("notice"),
@@ -238,7 +237,7 @@ def repoll(job_id: str):
 
     try:
         outcome = poll_now(current_app.config, get_ledger(), job_id)
-    except KeyError:
+    except JobNotFound:
         raise NotFound(f"no job {job_id}") from None
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
     if outcome == "not_configured":  # an old tab: the page no longer offers the button

@@ -1,11 +1,15 @@
 """One vocabulary for the ledger's failures, whatever the database engine.
 
 `LedgerUnavailable` is transient: the ledger cannot take the write now (busy, locked, disk
-full, I/O error, read-only, the file replaced or deleted under the service) and the same
-write may succeed later, so callers answer 503 or leave a queue message unacknowledged.
-Anything else a driver raises (a missing table, a constraint) is not fixed by retrying.
+full, I/O error, read-only, the file replaced or deleted under the service, the server
+gone) and the same write may succeed later, so callers answer 503 or leave a queue
+message unacknowledged. Anything else a driver raises (a missing table, a constraint) is
+not fixed by retrying.
 
-Errors are classified by the driver's error code, never by the words of its message.
+Errors are classified by the driver's error code, never by the words of its message:
+SQLite's primary result codes, and PostgreSQL's SQLSTATE classes 08 (connection), 40
+(transaction rollback: deadlock, serialization), 53 (insufficient resources) and 57
+(operator intervention: shutdown, cancel).
 """
 
 import sqlite3
@@ -19,10 +23,28 @@ _SQLITE_TRANSIENT = {
     13: "disk full",  # SQLITE_FULL
     14: "cannot open",  # SQLITE_CANTOPEN
 }
+_PG_TRANSIENT = {
+    "08": "connection lost",
+    "40": "conflict",
+    "53": "server out of resources",
+    "57": "server shutting down",
+}
+_PG_RETRY_IN_PLACE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
 
-class LedgerUnavailable(Exception):
+class LedgerError(Exception):
+    """Base of the store's own errors."""
+
+
+class JobNotFound(LedgerError, LookupError):
+    """No job has this id."""
+
+
+class LedgerUnavailable(LedgerError):
     """The ledger cannot take the write now; the same write may succeed later.
+
+    Raised in place of the driver error (kept as `__cause__`), for the callers to catch
+    without knowing which engine is underneath.
 
     :ivar reason: a short name of the cause (`busy`, `read-only`, `replaced`, ...)
     """
@@ -45,9 +67,48 @@ def classify(exc: BaseException) -> LedgerUnavailable | None:
         return LedgerUnavailable(
             f"the ledger cannot take writes now: {reason} ({name}: {exc})", reason
         )
-    return None
+    if not type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is not None:
+        reason = _PG_TRANSIENT.get(sqlstate[:2])
+    elif any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
+        # psycopg raises OperationalError without a SQLSTATE when it cannot connect at
+        # all, and psycopg_pool's PoolTimeout is one: the server is down or busy.
+        reason = "server unreachable"
+    else:
+        reason = None
+    if reason is None:
+        return None
+    detail = str(exc).strip().splitlines()
+    return LedgerUnavailable(
+        f"the ledger cannot take writes now: {reason} ({sqlstate or 'no SQLSTATE'}:"
+        f" {detail[0] if detail else type(exc).__name__})",
+        reason,
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
     """Tell whether `exc` is a failure that retrying later may fix."""
     return classify(exc) is not None
+
+
+def is_retryable_in_place(error: BaseException) -> bool:
+    """Tell whether a transaction that failed this way can be run again at once.
+
+    PostgreSQL aborts one side of a deadlock, or of a serialization conflict, and expects
+    the client to run that transaction again.
+    """
+    return getattr(error, "sqlstate", None) in _PG_RETRY_IN_PLACE
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """Return the base error classes of the drivers installed (for error handlers)."""
+    classes: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        classes.append(psycopg.Error)
+    except ImportError:  # an SQLite-only install
+        pass
+    return tuple(classes)

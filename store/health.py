@@ -8,6 +8,7 @@ first rejection of each new minute, which keeps the table a few thousand rows at
 
 from datetime import datetime, timedelta
 
+from .connection import LedgerBase
 from .ids import iso
 
 REJECTION_REASONS = ("bad_signature", "stale_timestamp", "bad_token", "unsigned", "not_configured")
@@ -30,10 +31,8 @@ def _minute(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
-class HealthReads:
+class HealthReads(LedgerBase):
     """Health-strip queries and the rejection counter (mixed into Ledger)."""
-
-    conn = None  # set by Ledger
 
     def count_rejection(self, provider: str, reason: str, now: datetime) -> None:
         """Count one rejected hook delivery in its minute; prune old minutes now and then.
@@ -59,13 +58,16 @@ class HealthReads:
 
         :param filters: column name -> accepted values (an empty or missing list: any)
         """
-        where, params = ["n > 0"], []
+        where, params = ["1 = 1"], []  # counter shards may be negative: sum them all
         for column in ("state", "provider", "service", "kind"):
             values = [v for v in filters.get(column) or [] if v]
             if values:
                 where.append(f"{column} IN ({','.join('?' * len(values))})")
                 params += values
-        sql = f"SELECT COALESCE(SUM(n), 0) FROM job_counts WHERE {' AND '.join(where)}"
+        sql = (
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM job_counts"
+            f" WHERE {' AND '.join(where)}"
+        )
         return self.conn.execute(sql, params).fetchone()[0]
 
     def rejections_since(self, since: datetime) -> list[dict]:

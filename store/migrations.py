@@ -197,3 +197,27 @@ def add_console_health(db: Database) -> None:
     )
     # MAX(received_at) and the last hour's count per feed, read from the index alone.
     db.execute("CREATE INDEX events_feed ON events (source, provider, service, received_at)")
+
+
+@migrations(name="0008_shared_work")
+def add_shared_work(db: Database) -> None:
+    """Counter shards, alert delivery claims and shared call pacing (the same schema as on
+    PostgreSQL, where several hosts write at once; on SQLite every row has shard 0)."""
+    for table, key in (
+        ("job_counts", "provider, service, kind, state"),
+        ("notice_counts", "source, provider, event_type, outcome"),
+    ):
+        columns = ", ".join(f"[{c}] TEXT" for c in key.split(", "))
+        db.execute(
+            f"CREATE TABLE {table}_sharded ({columns}, shard INTEGER NOT NULL DEFAULT 0,"
+            f" n INTEGER NOT NULL, PRIMARY KEY ({key}, shard))"
+        )
+        db.execute(f"INSERT INTO {table}_sharded ({key}, shard, n) SELECT {key}, 0, n FROM {table}")
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"ALTER TABLE {table}_sharded RENAME TO {table}")
+    db.table("alert_deliveries").add_column("claimed_until", str)
+    db.execute(
+        "CREATE INDEX jobs_resubmitted ON jobs (resubmitted_from)"
+        " WHERE resubmitted_from IS NOT NULL"
+    )
+    db.table("call_slots").create({"family": str, "next_at": float}, pk="family")

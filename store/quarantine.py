@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from .connection import LedgerBase
 from .ids import iso, utcnow
 from .reads import MAX_LIMIT, BadQuery
 
@@ -118,10 +119,8 @@ def decode_quarantine_cursor(cursor: str) -> int:
     return int(cursor)
 
 
-class QuarantineStore:
+class QuarantineStore(LedgerBase):
     """The quarantine's queries and status changes, and bulk replay selections (a Ledger mixin)."""
-
-    conn = None  # set by Ledger
 
     def list_quarantine(
         self,

@@ -3,7 +3,9 @@
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
+from .connection import LedgerBase
 from .ids import id_floor
 
 JOB_COLUMNS = (
@@ -76,10 +78,8 @@ def decode_cursor(cursor: str) -> str:
     return cursor
 
 
-class LedgerReads:
+class LedgerReads(LedgerBase):
     """Query methods shared by the API, the pages and the CLI."""
-
-    conn = None  # set by Ledger
 
     def get_job(self, job_id: str, *, with_events: bool = False) -> dict | None:
         """Return one job record, or None if there is no such job.
@@ -187,9 +187,16 @@ class LedgerReads:
 
     def stats(self) -> dict:
         """Return job counts in total and by state, provider, service and kind."""
-        out = {"total": 0, "by_state": {}, "by_provider": {}, "by_service": {}, "by_kind": {}}
+        out: dict[str, Any] = {
+            "total": 0,
+            "by_state": {},
+            "by_provider": {},
+            "by_service": {},
+            "by_kind": {},
+        }
         rows = self.conn.execute(
-            "SELECT provider, service, kind, state, n FROM job_counts WHERE n != 0"
+            "SELECT provider, service, kind, state, CAST(SUM(n) AS BIGINT) FROM job_counts"
+            " GROUP BY provider, service, kind, state HAVING SUM(n) != 0"
         )
         for provider, service, kind, state, n in rows:
             out["total"] += n
@@ -201,56 +208,3 @@ class LedgerReads:
             ):
                 out[key][value] = out[key].get(value, 0) + n
         return out
-
-    def find_quarantined(
-        self, *, provider: str, service: str, source: str, body: bytes | str
-    ) -> int | None:
-        """Return the id of a quarantined copy of this exact body, if one is kept already.
-
-        A poison message redelivered after its quarantine committed but before it was
-        acknowledged (a crash in between) is then not kept twice.
-        """
-        if isinstance(body, str):
-            body = body.encode("utf-8", "surrogateescape")
-        row = self.conn.execute(
-            "SELECT id FROM quarantine WHERE provider = ? AND service = ? AND source = ?"
-            " AND body = ? ORDER BY id LIMIT 1",
-            (provider, service, source, body),
-        ).fetchone()
-        return row and row[0]
-
-    def quarantined(
-        self, ids: Iterable[int] | None = None, *, pending_only: bool = True
-    ) -> list[dict]:
-        """Return quarantined bodies (not yet replayed, unless `pending_only` is False)."""
-        sql = (
-            "SELECT id, received_at, provider, service, source, reason, body, meta, verified,"
-            " auth, replayed_at, replay_event_id FROM quarantine"
-        )
-        where, params = [], []
-        ids = list(ids or [])
-        if ids:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            params += ids
-        if pending_only:
-            where.append("replayed_at IS NULL")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        fields = (
-            "id",
-            "received_at",
-            "provider",
-            "service",
-            "source",
-            "reason",
-            "body",
-            "meta",
-            "verified",
-            "auth",
-            "replayed_at",
-            "replay_event_id",
-        )
-        return [
-            dict(zip(fields, row, strict=True))
-            for row in self.conn.execute(sql + " ORDER BY id", params)
-        ]

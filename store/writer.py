@@ -158,8 +158,11 @@ class GroupWriter:
             os.close(fd)
 
     def _commit(self, ledger: Ledger, items: list) -> list:
-        conn, done = ledger.conn, []
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        conn, fd = ledger.conn, self._lock_fd
+        done: list[tuple[Future, RecordResult | Exception]] = []
+        if fd is None:  # _open() sets it before any commit
+            raise LedgerUnavailable("the writers' lock file is not open", "lock")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             # The path must still name the file this connection writes to, before and after
             # the commit: a notice committed to a replaced or deleted file is not acked.
@@ -181,7 +184,7 @@ class GroupWriter:
                 raise
             conn.check_identity()
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
         return done
 
 

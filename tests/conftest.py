@@ -22,9 +22,9 @@ from werkzeug.serving import make_server
 
 from receiver import create_app
 from receiver.db import close_ledgers
-from store import migrate, open_ledger
+from store import open_ledger
 
-pytest_plugins = ["tests.proxy"]
+pytest_plugins = ["tests.engines", "tests.proxy"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -73,10 +73,9 @@ def assert_error_shape(response, status: int) -> dict:
 
 
 @pytest.fixture
-def db_path(tmp_path) -> Path:
-    path = tmp_path / "ledger.db"
-    migrate(path)
-    return path
+def db_path(database) -> Path | str:
+    """The test's migrated ledger: a file path, or a PostgreSQL URL (see tests/engines.py)."""
+    return database
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ import pytest
 from receiver.providers import aliyun_vod
 from receiver.providers.base import Event
 from receiver.workers import alerts as alert_worker
-from store import alerts as store_alerts
 from tests.conftest import fixture_json, free_port, http
+from tests.engines import ledger_text
+
+pytestmark = pytest.mark.engines
 
 
 def failed_transcode(video: str, *, state: str = "failed") -> Event:
@@ -222,7 +224,7 @@ def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):
         assert sent[f"webhook:{sink.url}"] == 2
         assert {a["media_id"] for a in sink.received[0]["alerts"]} == {"v5", "v6"}
         assert [m["type"] for m in other.received] == ["job.alert", "job.alert"]
-        deliveries = store_alerts.alerts_for_job(ledger, ledger.list_jobs(q="v5")[0][0]["id"])
+        deliveries = ledger.alerts_for_job(ledger.list_jobs(q="v5")[0][0]["id"])
         attempts = {d["sink"]: d["attempts"] for d in deliveries[0]["deliveries"]}
         assert attempts == {f"webhook:{sink.url}": 2, f"webhook:{other.url}": 1}
     finally:
@@ -312,7 +314,7 @@ def test_credentials_never_reach_the_ledger(ledger, moto_server, monkeypatch):
         config_for(ALERT_SNS_TOPIC_ARN="arn:aws:sns:us-east-1:1:x"), ledger, now=later()
     )
     assert ledger.conn.execute("SELECT COUNT(*) FROM alert_deliveries").fetchone()[0] == 1
-    assert "sEcReT-sns-key-42" not in "\n".join(ledger.conn.iterdump())
+    assert "sEcReT-sns-key-42" not in ledger_text(ledger)
 
 
 def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):

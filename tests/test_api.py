@@ -10,6 +10,8 @@ import pytest
 from receiver.providers.base import Event
 from tests.conftest import OPS_TOKEN, assert_error_shape
 
+pytestmark = pytest.mark.engines
+
 
 def add(ledger, n: int, **fields) -> list[str]:
     """Record n distinct notices; return their job ids, oldest first."""

@@ -2,8 +2,12 @@
 
 import json
 
+import pytest
+
 from store import open_ledger
 from tests.conftest import fixture_bytes, vod_headers
+
+pytestmark = pytest.mark.engines
 
 
 def test_init_db_runs_twice_cleanly(runner, tmp_path, make_app):

@@ -20,7 +20,7 @@ from dataclasses import replace
 import pytest
 from mns.account import Account
 
-import store.ledger
+import store.connection
 from receiver.providers import InvalidPayload
 from receiver.providers import queue as mns_parser
 from receiver.workers import mns as mns_worker
@@ -28,6 +28,8 @@ from receiver.workers.batch import Fatal
 from store import migrate, open_ledger
 from tests.conftest import FIXTURES, ROOT, fixture_bytes, free_port
 from tests.fakes.mns import FakeMNS
+
+pytestmark = pytest.mark.engines
 
 AK, SK, QUEUE = "MnsTestAK", "MnsTestSecret", "media-events"
 VALID = sorted(p.name for p in FIXTURES.glob("aliyun_*.json"))  # documented VOD and MPS samples
@@ -66,11 +68,8 @@ def unique_bodies(n: int) -> list[str]:
 
 def count(db_path, where: str = "duplicate_of IS NULL") -> int:
     """Count events (originals by default) with a connection of its own."""
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0]
-    finally:
-        conn.close()
+    with open_ledger(db_path) as ledger:
+        return ledger.conn.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0]
 
 
 def in_flight(fake: FakeMNS) -> int:
@@ -320,8 +319,9 @@ def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings)
     assert ledger.stats()["total"] == 1  # recorded; it comes back later as a duplicate
 
 
+@pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_the_batch_for_redelivery(mns, consume, ledger, db_path, monkeypatch):
-    monkeypatch.setattr(store.ledger, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(mns_worker, "DEFER_BASE_S", 1)
     for body in unique_bodies(3):
         mns.send(QUEUE, body)
@@ -403,6 +403,7 @@ def test_an_unconfigured_consumer_names_the_settings(make_app, settings, missing
     assert missing in result.stderr
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("state", ["missing", "unmigrated"])
 def test_a_consumer_refuses_a_ledger_that_is_not_ready(make_app, mns, tmp_path, state):
     path = tmp_path / "elsewhere.db"
@@ -544,6 +545,7 @@ def consumer(mns: FakeMNS, db_path, log_path, *args: str):
     return flask_command(["consume-mns", *args], env, log_path)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.slow
 def test_a_killed_consumer_loses_nothing_and_applies_nothing_twice(mns, db_path, tmp_path):
     mns.create_queue(QUEUE, visibility_timeout=2)  # a killed consumer's batch is back in 2 s
@@ -581,6 +583,7 @@ def test_a_killed_consumer_loses_nothing_and_applies_nothing_twice(mns, db_path,
     assert sorted(originals) == sorted(bodies)  # each message applied exactly once in effect
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.slow
 def test_sigterm_finishes_the_batch_in_hand_then_exits_0(mns, db_path, tmp_path):
     bodies = unique_bodies(5)

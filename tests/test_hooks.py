@@ -15,6 +15,8 @@ from tests.conftest import (
     vod_headers,
 )
 
+pytestmark = pytest.mark.engines
+
 VOD = "/hooks/aliyun/vod"
 TENCENT = "/hooks/tencent/vod"
 

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import OPS_TOKEN, fixture_bytes, fixture_json, http, vod_headers
 
+pytestmark = pytest.mark.engines
+
 
 def sample(text: str, name: str, **labels) -> float:
     """Return one sample's value from Prometheus text (0 if absent)."""

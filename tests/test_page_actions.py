@@ -2,7 +2,11 @@
 
 import re
 
+import pytest
+
 from tests.provider_env import IPRODUCTION, build, fakes, post  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.engines
 
 PREPROCESS = "aliyun.vod.SubmitPreprocessJobs"
 

@@ -9,6 +9,8 @@ from werkzeug.routing import IntegerConverter
 
 from tests.conftest import OPS_TOKEN, fixture_json, vod_headers
 
+pytestmark = pytest.mark.engines
+
 XSS = '<script>alert("x")</script>'
 
 

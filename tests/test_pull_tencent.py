@@ -12,12 +12,14 @@ import time
 
 import pytest
 
-import store.ledger
+import store.connection
 from receiver.providers import tencent_vod
 from receiver.workers import tencent_pull
 from tests.conftest import FIXTURES, fixture_json
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 from tests.test_consume_mns import count, flask_command, wait_for
+
+pytestmark = pytest.mark.engines
 
 SECRET_ID, SECRET_KEY = "AKIDpullTest", "PullTestKey"
 V2_SAMPLES = sorted(p.name for p in FIXTURES.glob("tencent_vod-v2-*.json"))
@@ -156,8 +158,9 @@ def test_poison_events_are_quarantined_confirmed_and_replayable(
     assert [json.loads(r["body"]) for r in ledger.quarantined()] == [bad]
 
 
+@pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch):
-    monkeypatch.setattr(store.ledger, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     # pull_wait < confirm_timeout: the run ends before Tencent would hand the event out again
     with FakeTencentAPI(SECRET_ID, SECRET_KEY, confirm_timeout=1, pull_wait=0.3) as api:
         app = make_app(
@@ -275,6 +278,7 @@ def pulled(api: FakeTencentAPI) -> bool:
     return ("PullEvents", "OK") in api.requests
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.slow
 def test_a_puller_killed_before_confirming_gets_the_events_again(make_app, db_path, tmp_path):
     with FakeTencentAPI(SECRET_ID, SECRET_KEY, confirm_timeout=1, pull_wait=2) as api:
@@ -300,6 +304,7 @@ def test_a_puller_killed_before_confirming_gets_the_events_again(make_app, db_pa
         assert api.pending_events() == [] and count(db_path) == 3
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.slow
 def test_sigterm_confirms_the_events_in_hand_then_exits_0(api, db_path, tmp_path):
     for i in range(3):

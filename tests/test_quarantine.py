@@ -8,9 +8,11 @@ import pytest
 from sqlite_utils import Database
 
 from store import open_ledger
-from store.ledger import connect
+from store.connection import connect
 from store.migrations import migrations
 from tests.conftest import OPS_TOKEN, assert_error_shape, fixture_bytes, vod_headers
+
+pytestmark = pytest.mark.engines
 
 XSS = '<script>alert("q")</script>'
 BEARER = {"Authorization": f"Bearer {OPS_TOKEN}"}

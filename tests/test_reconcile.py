@@ -17,7 +17,6 @@ import pytest
 
 from receiver.providers import status_answers
 from receiver.workers.reconcile import Pacer, next_poll_delay, reconcile_pass
-from store import polling
 from store.ids import iso
 from tests.conftest import ROOT, fixture_json, tencent_signed, vod_headers
 from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
@@ -29,6 +28,8 @@ from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
     provider_settings,
     running_fakes,
 )
+
+pytestmark = pytest.mark.engines
 
 IPRODUCTION = {
     "FunctionName": "VideoClip",
@@ -73,7 +74,7 @@ def test_mps_job_is_settled_by_query_iproduction_job(app, client, fakes, ledger)
     assert ledger.get_job(job["id"])["state"] == "processing"
     # Unchanged answer: nothing recorded, and the next poll is further away.
     assert run(app, ledger, later(10))["unchanged"] == 1
-    next_at, count = polling.poll_counts(ledger, job["id"])
+    next_at, count = ledger.poll_counts(job["id"])
     assert count == 2 and next_at > iso(later(10) + timedelta(seconds=100))
     fakes.aliyun.set_iproduction(
         job["provider_job_id"],
@@ -253,7 +254,7 @@ def test_a_job_without_a_status_api_is_not_asked(app, client, fakes, ledger):
     now = later()
     assert run(app, ledger, now) == {"due": 1, "no_status_api": 1}
     assert [a for a, _ in fakes.aliyun.calls] == ["SubmitDynamicImageJob"]
-    assert polling.poll_counts(ledger, job["id"])[0] == iso(now + timedelta(hours=1))
+    assert ledger.poll_counts(job["id"])[0] == iso(now + timedelta(hours=1))
 
 
 # -- pacing -----------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def test_polls_are_capped_per_pass_and_spread_out(app, client, fakes, ledger):
     assert run(app, ledger, now, limit=2) == {"due": 2, "changed": 2}
     assert run(app, ledger, now, limit=2) == {"due": 1, "changed": 1}  # the one left over
     assert run(app, ledger, now, limit=2) == {"due": 0}
-    assert {polling.poll_counts(ledger, j["id"])[1] for j in jobs} == {1}
+    assert {ledger.poll_counts(j["id"])[1] for j in jobs} == {1}
     assert [next_poll_delay("iproduction", n) for n in range(8)] == [
         60,
         120,
@@ -286,7 +287,7 @@ def test_a_throttled_api_is_left_alone_for_the_rest_of_the_pass(app, client, fak
     assert run(app, ledger, now) == {"due": 2, "deferred": 1, "throttled": 1}
     assert len([a for a, _ in fakes.aliyun.calls if a == "QueryIProductionJob"]) == 1
     for job in jobs:  # asked again soon, and the backoff did not grow
-        assert polling.poll_counts(ledger, job["id"]) == (iso(now + timedelta(seconds=30)), 0)
+        assert ledger.poll_counts(job["id"]) == (iso(now + timedelta(seconds=30)), 0)
 
 
 def test_a_failed_poll_is_asked_again_later(app, client, fakes, ledger):
@@ -294,7 +295,7 @@ def test_a_failed_poll_is_asked_again_later(app, client, fakes, ledger):
     del fakes.aliyun.iproduction_jobs[job["provider_job_id"]]  # the provider forgot it
     now = later()
     assert run(app, ledger, now) == {"due": 1, "failed": 1}
-    assert polling.poll_counts(ledger, job["id"]) == (iso(now + timedelta(seconds=60)), 1)
+    assert ledger.poll_counts(job["id"]) == (iso(now + timedelta(seconds=60)), 1)
     assert ledger.get_job(job["id"])["state"] == "submitted"
 
 
@@ -327,7 +328,7 @@ def test_pacer_spaces_calls_of_one_api_family():
 
 def test_cli_reconcile_once_prints_what_it_did(runner, client, fakes, ledger):
     job = submit(client, "aliyun.mps.SubmitIProductionJob", IPRODUCTION)
-    polling.schedule_poll(ledger, job["id"], "2000-01-01T00:00:00.000Z", counted=False)
+    ledger.schedule_poll(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Success")
     result = runner.invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output

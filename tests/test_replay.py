@@ -18,6 +18,8 @@ from tests.conftest import (
     vod_headers,
 )
 
+pytestmark = pytest.mark.engines
+
 
 def keep(ledger, body: bytes, provider: str = "aliyun", source: str = "http") -> int:
     """Quarantine a body an older parser refused, as a hook would have kept it."""

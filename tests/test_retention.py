@@ -2,8 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from receiver.providers.base import Event
 from store import retention
+
+pytestmark = pytest.mark.engines
 
 
 def add(ledger, n: int, received_at: str, start: int = 0) -> None:
@@ -30,7 +34,7 @@ def test_prunes_only_old_payloads_and_keeps_jobs(ledger, monkeypatch):
     add(ledger, 20, "2026-01-01T00:00:00.000Z")
     add(ledger, 5, "2026-11-20T00:00:00.000Z", start=20)
     cutoff = datetime(2026, 6, 1, tzinfo=UTC)
-    assert retention.prune_payloads(ledger, cutoff) == 20
+    assert ledger.prune_payloads(cutoff) == 20
     payloads = [r[0] for r in ledger.conn.execute("SELECT payload FROM events ORDER BY id")]
     assert payloads[:20] == [None] * 20 and all(payloads[20:])
     assert ledger.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 25
@@ -39,9 +43,9 @@ def test_prunes_only_old_payloads_and_keeps_jobs(ledger, monkeypatch):
         ledger.get_job(job["id"], with_events=True)["events"][0]["event_type"]
         == "TranscodeComplete"
     )
-    assert retention.prune_payloads(ledger, cutoff) == 0  # nothing left, and cheap
+    assert ledger.prune_payloads(cutoff) == 0  # nothing left, and cheap
     add(ledger, 3, "2026-02-01T00:00:00.000Z", start=25)  # (only id order matters)
-    assert retention.prune_payloads(ledger, datetime.now(UTC) + timedelta(days=1)) == 8
+    assert ledger.prune_payloads(datetime.now(UTC) + timedelta(days=1)) == 8
 
 
 def test_unreplayed_quarantine_is_kept(ledger):
@@ -52,6 +56,6 @@ def test_unreplayed_quarantine_is_kept(ledger):
         provider="aliyun", service="vod", source="http", body=b"{}", reason="x", verified=True
     )
     ledger.mark_replayed(done, 1)
-    retention.prune_payloads(ledger, datetime.now(UTC) + timedelta(days=1))
+    ledger.prune_payloads(datetime.now(UTC) + timedelta(days=1))
     bodies = dict(ledger.conn.execute("SELECT id, body FROM quarantine").fetchall())
     assert bytes(bodies[kept]) == b"{bad" and bodies[done] is None

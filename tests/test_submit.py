@@ -24,6 +24,8 @@ from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
     timeline,
 )
 
+pytestmark = pytest.mark.engines
+
 
 @pytest.fixture
 def app(build):

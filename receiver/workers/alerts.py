@@ -2,10 +2,12 @@
 
 Each alert is delivered at least once to every configured sink: a JSON POST to each
 RECEIVER_ALERT_WEBHOOK_URLS entry, and an AWS SNS publish to RECEIVER_ALERT_SNS_TOPIC_ARN.
-A delivered alert is never sent to that sink again. A failing sink is retried with growing
-backoff (30 s doubling to 10 min) for a day, so a sink down for an hour gets everything
-when it is back. Alerts are held until the oldest waiting one is RECEIVER_ALERT_GROUP_SECONDS
-old and then go out together: one alert alone, several as one summary.
+A delivered alert is never sent to that sink again, and with several `reconcile`
+processes each alert is claimed by one of them before it is sent. A failing sink is
+retried with growing backoff (30 s doubling to 10 min) for a day, so a sink down for an
+hour gets everything when it is back. Alerts are held until the oldest waiting one is
+RECEIVER_ALERT_GROUP_SECONDS old and then go out together: one alert alone, several as one
+summary.
 """
 
 import json
@@ -16,12 +18,14 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from store import Ledger
-from store import alerts as store_alerts
 
 log = logging.getLogger("jobledger.alerts")
 MAX_AGE = timedelta(days=1)
 MAX_BACKOFF_S = 600
 WEBHOOK_TIMEOUT_S = 5
+# How long a claim on alerts lasts: well past a send's own timeouts. A sender that dies
+# mid-send leaves its alerts to be sent again by another after this.
+CLAIM = timedelta(minutes=5)
 
 
 class SinkError(Exception):
@@ -33,7 +37,7 @@ def sweep_deadlines(config, ledger: Ledger, now: datetime | None = None) -> list
     now = now or datetime.now(UTC)
     timed_out = [
         job_id
-        for job_id, seconds in store_alerts.overdue_jobs(ledger, config["DEADLINES"], now)
+        for job_id, seconds in ledger.overdue_jobs(config["DEADLINES"], now)
         if ledger.time_out(job_id, seconds)
     ]
     if timed_out:
@@ -56,8 +60,14 @@ def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[
     sent = {}
     for kind, target in sinks(config):
         sink = f"{kind}:{target}"
-        due = store_alerts.due_alerts(ledger, sink, now, MAX_AGE)
+        due = ledger.due_alerts(sink, now, MAX_AGE)
         if not due or now - _parse(min(a["created_at"] for a in due)) < hold:
+            continue
+        # Another reconcile process may be sending the same alerts: send only what this
+        # one claimed, so each sink gets each alert once.
+        claimed = ledger.claim_alerts([a["id"] for a in due], sink, now, now + CLAIM)
+        due = [a for a in due if a["id"] in claimed]
+        if not due:
             continue
         message = _message(config, due)
         ids = [a["id"] for a in due]
@@ -66,15 +76,15 @@ def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[
         except SinkError as e:
             attempts = max(a["attempts"] for a in due) + 1
             delay = min(30 * 2 ** (attempts - 1), MAX_BACKOFF_S) * random.uniform(1.0, 1.1)
-            store_alerts.record_delivery(
-                ledger, ids, sink, now, error=str(e)[:500], retry_at=now + timedelta(seconds=delay)
+            ledger.record_delivery(
+                ids, sink, now, error=str(e)[:500], retry_at=now + timedelta(seconds=delay)
             )
             log.warning(
                 "alerts.sink-failed",
                 extra={"sink": kind, "alerts": len(ids), "error": str(e)[:200]},
             )
             continue
-        store_alerts.record_delivery(ledger, ids, sink, now)
+        ledger.record_delivery(ids, sink, now)
         sent[sink] = len(ids)
         log.info("alerts.sent", extra={"sink": kind, "alerts": len(ids)})
     return sent

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store import Ledger, open_ledger, polling, retention
+from store import JobNotFound, Ledger, open_ledger
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
@@ -40,6 +40,7 @@ DEFAULT_MAX_DELAY_S = 3600
 MAX_POLLS_PER_PASS = 200
 PASS_INTERVAL_S = 15.0
 THROTTLE_PAUSE_S = 30
+CLAIM_S = 600  # a claimed job not polled by then (its process died) is due again
 QPS = {
     "aliyun.vod": 10.0,
     "aliyun.mps": 10.0,
@@ -58,19 +59,29 @@ PARSERS = {
 
 
 class Pacer:
-    """Space the calls of each API family at least 1/QPS seconds apart."""
+    """Space the calls of each API family at least 1/QPS seconds apart.
+
+    With `shared` (Ledger.take_call_slot), the spacing holds across every process that
+    shares the ledger: each call reserves its slot there, by the wall clock.
+    """
 
     def __init__(
         self,
         rates: Mapping[str, float] = QPS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        shared: Callable[[str, float, float], float] | None = None,
     ):
-        self._rates, self._clock, self._sleep = rates, clock, sleep
+        self._rates, self._clock, self._sleep, self._shared = rates, clock, sleep, shared
         self._next: dict[str, float] = {}
 
     def wait(self, family: str) -> None:
         """Return when a call of `family` may be made, waiting if the last one was too recent."""
+        if self._shared is not None:
+            slot = self._shared(family, 1 / self._rates.get(family, 1.0), time.time())
+            if slot > time.time():
+                self._sleep(slot - time.time())
+            return
         now = self._clock()
         ready = self._next.get(family, now)
         if ready > now:
@@ -105,30 +116,36 @@ def reconcile_pass(
     now = now or datetime.now(UTC)
     pacer = pacer or Pacer()
     stats: Counter = Counter()
-    due = polling.due_jobs(ledger, iso(now), iso(now - timedelta(seconds=FIRST_POLL_S)), limit)
+    # Claimed until the pass could have reached them: another reconcile skips them.
+    lease = now + timedelta(seconds=CLAIM_S)
+    due = ledger.claim_due_polls(
+        iso(now), iso(now - timedelta(seconds=FIRST_POLL_S)), limit, iso(lease)
+    )
     stats["due"] = len(due)
     clients: dict[str, Any] = {}
     throttled: set[str] = set()
+    polled = 0
     try:
         for job in due:
             if stop is not None and stop.is_set():
                 break
             outcome, delay, counted = _poll_job(app_config, ledger, job, clients, throttled, pacer)
             stats[outcome] += 1
-            polling.schedule_poll(
-                ledger, job["id"], iso(now + timedelta(seconds=delay)), counted=counted
-            )
+            ledger.schedule_poll(job["id"], iso(now + timedelta(seconds=delay)), counted=counted)
+            polled += 1
     finally:
         for client in clients.values():
             if client is not None:
                 client.close()
+    for job in due[polled:]:  # stopped: give back the claims, as they were, to the others
+        ledger.schedule_poll(job["id"], job["next_poll_at"], counted=False)
     stats["timed_out"] += len(alerting.sweep_deadlines(app_config, ledger, now))
     # Alerts queued during this pass are newer than its start: deliver as of now.
     delivered = alerting.deliver_alerts(app_config, ledger, max(now, datetime.now(UTC)))
     stats["alerts_sent"] += sum(delivered.values())
     if app_config.get("RETENTION_DAYS"):
         cutoff = now - timedelta(days=app_config["RETENTION_DAYS"])
-        stats["payloads_pruned"] += retention.prune_payloads(ledger, cutoff)
+        stats["payloads_pruned"] += ledger.prune_payloads(cutoff)
     due_count = stats.pop("due")
     return {"due": due_count, **{k: n for k, n in sorted(stats.items()) if n}}
 
@@ -138,20 +155,21 @@ def poll_now(app_config: Mapping[str, Any], ledger: Ledger, job_id: str) -> str:
 
     :returns: `changed`, `unchanged`, `no_status_api`, `not_configured`, `throttled` or
       `failed`, as a pass counts them; the job's next poll is scheduled as after any poll
-    :raises KeyError: no such job
+    :raises JobNotFound: no such job
     """
-    job = polling.job_for_poll(ledger, job_id)
+    job = ledger.job_for_poll(job_id)
     if job is None:
-        raise KeyError(job_id)
+        raise JobNotFound(job_id)
     clients: dict[str, Any] = {}
     try:
-        outcome, delay, counted = _poll_job(app_config, ledger, job, clients, set(), Pacer())
+        pacer = Pacer(shared=ledger.take_call_slot)
+        outcome, delay, counted = _poll_job(app_config, ledger, job, clients, set(), pacer)
     finally:
         for client in clients.values():
             if client is not None:
                 client.close()
     at = datetime.now(UTC) + timedelta(seconds=delay)
-    polling.schedule_poll(ledger, job_id, iso(at), counted=counted)
+    ledger.schedule_poll(job_id, iso(at), counted=counted)
     return outcome
 
 
@@ -187,7 +205,7 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     if (
         event is None
         or event.state is None
-        or (event.dedup_key is not None and polling.answer_seen(ledger, event.dedup_key))
+        or (event.dedup_key is not None and ledger.answer_seen(event.dedup_key))
     ):
         return "unchanged", delay, True
     result = ledger.record_event(event, source="poll", verified=True, auth="api")
@@ -241,9 +259,11 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
 
     :returns: with `once`, the pass's counts as the one summary line
     """
-    stop, pacer = threading.Event(), Pacer()  # one pacer: spacing holds across passes too
-    lines = []
+    stop, lines = threading.Event(), []
     with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as led:
+        # Calls are spaced through the ledger: the pace holds across passes, and across
+        # every reconcile process sharing it.
+        pacer = Pacer(shared=led.take_call_slot)
         warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)

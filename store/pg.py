@@ -1,0 +1,136 @@
+"""PostgreSQL connections: the few sqlite3.Connection methods the store uses, over psycopg 3.
+
+Connections run in autocommit mode and the store opens its write transactions itself
+(`BEGIN` ... `COMMIT`), as it does on SQLite, so a read outside a write never holds a
+snapshot or a lock. Statements keep SQLite's `?` placeholders; each distinct text is
+translated to psycopg's `%s` once and cached.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import conninfo, pq
+
+from .backend import redact
+from .errors import LedgerUnavailable, is_transient
+
+CONNECT_TIMEOUT_S = 5
+_CACHE_SIZE = 2048  # distinct texts: `IN (?, ?, ...)` lists of many lengths must not grow it
+_translated: dict[str, str] = {}
+
+
+def _sql(text: str) -> str:
+    out = _translated.get(text)
+    if out is None:
+        if len(_translated) >= _CACHE_SIZE:
+            _translated.clear()
+        out = _translated[text] = text.replace("%", "%%").replace("?", "%s")
+    return out
+
+
+class PgConnection:
+    """A psycopg connection that answers like the sqlite3 connection the store was written for."""
+
+    def __init__(
+        self,
+        raw: psycopg.Connection,
+        release: Callable[[psycopg.Connection], None] | None = None,
+        url: str | None = None,
+    ):
+        self.raw = raw
+        self._release = release  # give the connection back to its pool instead of closing
+        self._url = url  # a connection of its own reconnects after the server went away
+
+    def execute(self, sql: str, params: Sequence = ()) -> psycopg.Cursor:
+        """Run one statement; return its cursor (fetchone, fetchall, iteration, rowcount).
+
+        A long-running command's connection that broke (a server restart, a failover) is
+        replaced when the next transaction begins, never in the middle of one.
+        """
+        if sql == "BEGIN" and self.raw.broken and self._url is not None:
+            self.raw.close()
+            self.raw = psycopg.connect(self._url, **connection_options())
+        return self.raw.execute(_sql(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
+        """Run one statement for each row of parameters."""
+        cursor = self.raw.cursor()
+        cursor.executemany(_sql(sql), rows)
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        """Tell whether a transaction is open (or failed and not yet rolled back)."""
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any."""
+        if self.in_transaction:
+            self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        if self.in_transaction and not (self.raw.closed or self.raw.broken):
+            self.raw.execute("ROLLBACK")
+
+    def check_identity(self) -> None:
+        """Nothing to check: a server has no file to be replaced (see store/identity.py)."""
+
+    def close(self) -> None:
+        """Give the connection back to its pool, or close it."""
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self.raw)
+        else:
+            self.raw.close()
+
+
+def connect(url: str) -> PgConnection:
+    """Open one connection (commands and consumers; web workers use a pool).
+
+    :raises LedgerUnavailable: the server cannot be reached (named, without the password)
+    """
+    try:
+        return PgConnection(psycopg.connect(url, **connection_options()), url=url)
+    except Exception as e:
+        if is_transient(e):
+            raise LedgerUnavailable(describe_failure(url, e)) from None
+        raise
+
+
+def connection_options() -> dict:
+    """Return the psycopg.connect keyword arguments every ledger connection uses."""
+    return {
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": "jobledger",
+    }
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError (never showing a password) unless libpq accepts the URL."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.Error as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else "malformed"
+        password = urlsplit(url).password if "@" in url else None
+        if (password and password in reason) or "password" in reason.lower():
+            reason = "malformed"
+        raise ValueError(f"not a libpq URI ({reason})") from None
+    # libpq itself checks these only when it connects; say so at start-up instead.
+    ports = str(params.get("port") or "")
+    if ports and not all(p.isdigit() and 0 < int(p) < 65536 for p in ports.split(",")):
+        raise ValueError("not a libpq URI (the port is not a number)")
+    if params.get("sslmode", "prefer") not in SSLMODES:
+        raise ValueError(f"not a libpq URI (sslmode must be one of {', '.join(SSLMODES)})")
+
+
+def describe_failure(url: str, error: BaseException) -> str:
+    """Say why the server named by the URL cannot be used, naming the setting, no password."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(error).__name__
+    return f"cannot use the ledger at RECEIVER_DATABASE={redact(url)}: {detail}"

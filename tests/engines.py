@@ -1,0 +1,195 @@
+"""The ledger engines the tests run on: an SQLite file, or a throwaway PostgreSQL cluster.
+
+Modules marked `pytest.mark.engines` run every test that uses a ledger (the `database`
+fixture, or `db_path`/`settings`/`ledger`/`app` built on it) on both engines; tests in them
+marked `pytest.mark.sqlite_only` poke at the SQLite file itself and run on SQLite alone.
+
+The PostgreSQL cluster is started once per session with the server's own binaries
+(Debian package `postgresql`): `initdb` on a temporary directory, listening on a Unix
+socket there only. Each test gets a fresh database copied from a migrated template.
+Without the binaries the PostgreSQL tests are skipped, saying how to install them, except
+under CI (`CI=true`), where they fail.
+"""
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ENGINES = ("sqlite", "postgresql")
+TEMPLATE = "jobledger_template"
+INSTALL_HINT = "install the PostgreSQL server (Debian: apt-get install postgresql)"
+_counter = itertools.count()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engines: run the module's ledger tests on both engines")
+    config.addinivalue_line("markers", "sqlite_only: this test reads the SQLite file itself")
+    config.addinivalue_line("markers", "postgresql_only: this test needs a shared server")
+
+
+def pytest_generate_tests(metafunc):
+    if "database" not in metafunc.fixturenames:
+        return
+    both = metafunc.definition.get_closest_marker("engines") is not None
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        both = False
+    if metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        engines = ["postgresql"]
+    elif both:
+        engines = list(ENGINES)
+    else:
+        return  # SQLite, and the test keeps its plain name
+    metafunc.parametrize("database", engines, indirect=True, ids=engines)
+
+
+def server_bindir() -> Path | None:
+    """Return the directory holding `initdb` and `postgres`, or None."""
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for directory in candidates:
+        if directory and (Path(directory) / "initdb").exists():
+            return Path(directory)
+    return None
+
+
+class Cluster:
+    """A running throwaway PostgreSQL cluster, reached over its Unix socket."""
+
+    def __init__(self, bindir: Path):
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="jobledger-pg-"))
+        self.data, self.socket = self.root / "data", self.root
+        self.as_user: list[str] = []
+        try:
+            self._start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _start(self) -> None:
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            postgres = pwd.getpwnam("postgres")
+            os.chown(self.root, postgres.pw_uid, postgres.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories='{self.socket}'"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=300 -c shared_buffers=32MB"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self.as_user, str(self.bindir / program), *args],
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+        )
+        if done.returncode != 0:
+            log = self.root / "server.log"
+            detail = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"{program} failed: {done.stderr}{done.stdout}{detail}")
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket}"
+
+    def admin(self, *statements: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """Start the session's PostgreSQL cluster with a migrated template database."""
+    bindir = server_bindir()
+    if bindir is None:
+        message = f"PostgreSQL server binaries not found: {INSTALL_HINT}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from store import migrate
+
+    cluster = Cluster(bindir)
+    try:
+        cluster.admin(f"CREATE DATABASE {TEMPLATE}")
+        migrate(cluster.url(TEMPLATE))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """A fresh, migrated PostgreSQL database for one test; dropped afterwards."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    pg_cluster.admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield pg_cluster.url(name)
+    pg_cluster.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database(request, tmp_path):
+    """The ledger of one test: an SQLite file path, or a PostgreSQL URL (both migrated)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
+    from store import migrate
+
+    path = tmp_path / "ledger.db"
+    migrate(path)
+    return path
+
+
+def ledger_text(ledger) -> str:
+    """Return everything stored in a ledger as text (to look for what must not be there)."""
+    if ledger.db is not None:
+        return "\n".join(ledger.conn.iterdump())
+    tables = ledger.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return "\n".join(
+        str(row)
+        for (table,) in tables.fetchall()
+        for row in ledger.conn.execute(f"SELECT * FROM {table}")
+    )

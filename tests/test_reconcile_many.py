@@ -1,0 +1,224 @@
+"""Several `reconcile` processes at once, on one ledger: each alert reaches each sink once,
+and each due job is polled by one of them."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+    IPRODUCTION,
+    build,
+    environment,
+    fakes,
+    provider_settings,
+)
+from tests.test_alerts import failed_transcode, record
+
+pytestmark = [pytest.mark.engines, pytest.mark.slow]
+
+
+class TimedSink:
+    """A local webhook that takes `delay` seconds to answer each alert POST."""
+
+    def __init__(self, delay: float = 0.0):
+        self.received: list[dict] = []
+        self.delay = delay
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(sink.delay)  # the sink's own latency, not a wait for the test
+                sink.received.append(json.loads(body))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def alert_ids(self) -> Counter:
+        """Count how many times each alert id arrived, alone or in a summary."""
+        ids: Counter = Counter()
+        for message in self.received:
+            for alert in message.get("alerts", [message]):
+                ids[alert["alert_id"]] += 1
+        return ids
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def sinks():
+    made = [TimedSink(delay=0.5), TimedSink()]
+    yield made
+    for sink in made:
+        sink.close()
+
+
+def reconcile_env(database, *urls: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env.update(
+        RECEIVER_DATABASE=str(database),
+        RECEIVER_ALERT_WEBHOOK_URLS=",".join(urls),
+        RECEIVER_ALERT_GROUP_SECONDS="0",
+    )
+    return env
+
+
+def run_reconciles(count: int, env: dict) -> None:
+    """Start `count` reconcile --once processes together; wait for all of them."""
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "reconcile", "--once"]
+    procs = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(count)
+    ]
+    for proc in procs:
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_each_alert_reaches_each_sink_once(ledger, db_path, sinks, processes):
+    env = reconcile_env(db_path, *(s.url for s in sinks))
+    for wave in range(3):  # alerts keep arriving while reconciles come and go
+        for i in range(4):
+            record(ledger, failed_transcode(f"wave{wave}-video{i}"))
+        run_reconciles(processes, env)
+    alert_ids = [row[0] for row in ledger.conn.execute("SELECT id FROM alerts").fetchall()]
+    assert len(alert_ids) == 12
+    for sink in sinks:
+        assert sink.alert_ids() == Counter({i: 1 for i in alert_ids}), sink.url
+    delivered = ledger.conn.execute(
+        "SELECT COUNT(*) FROM alert_deliveries WHERE delivered_at IS NOT NULL AND attempts = 1"
+    ).fetchone()[0]
+    assert delivered == 2 * len(alert_ids)
+
+
+def test_claimed_polls_go_to_one_caller(ledger):
+    jobs = [
+        ledger.begin_submission(
+            provider="aliyun",
+            service="vod",
+            kind="transcode",
+            operation="SubmitTranscodeJobs",
+            params={"VideoId": f"v{i}"},
+            media_id=f"v{i}",
+        )
+        for i in range(30)
+    ]
+    now, before = "2100-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
+    until = "2100-01-01T00:10:00.000Z"
+    first = ledger.claim_due_polls(now, before, 20, until)
+    second = ledger.claim_due_polls(now, before, 20, until)
+    assert len(first) == 20 and len(second) == 10
+    assert {j["id"] for j in first} | {j["id"] for j in second} == {j["id"] for j in jobs}
+    assert ledger.claim_due_polls(now, before, 20, until) == []
+    # A claim that ran out (its process died) makes the job due again.
+    assert len(ledger.claim_due_polls(until, before, 50, "2100-01-01T00:20:00.000Z")) == 30
+
+
+def test_call_slots_are_shared_across_callers(ledger):
+    slots = [ledger.take_call_slot("aliyun.vod", 0.1, 1000.0) for _ in range(5)]
+    assert slots == pytest.approx([1000.0, 1000.1, 1000.2, 1000.3, 1000.4])
+    assert ledger.take_call_slot("aliyun.vod", 0.1, 2000.0) == pytest.approx(2000.0)
+
+
+def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from receiver.workers.reconcile import reconcile_pass
+
+    for i in range(3):
+        ledger.begin_submission(
+            provider="aliyun",
+            service="vod",
+            kind="transcode",
+            operation="SubmitTranscodeJobs",
+            params={"VideoId": f"stop{i}"},
+            media_id=f"stop{i}",
+        )
+    stop = threading.Event()
+    stop.set()  # SIGTERM before the first poll
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert reconcile_pass({"DEADLINES": {"default": 0}}, ledger, later, stop=stop)["due"] == 3
+    rows = ledger.conn.execute("SELECT next_poll_at, poll_count FROM jobs").fetchall()
+    assert rows == [(None, 0)] * 3  # due again at once for another reconcile
+
+
+def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger, db_path):  # noqa: F811
+    client = build().test_client()
+    jobs = []
+    for _ in range(12):
+        response = client.post(
+            "/api/jobs",
+            json={"operation": "aliyun.mps.SubmitIProductionJob", "params": IPRODUCTION},
+        )
+        assert response.status_code == 201, response.get_json()
+        jobs.append(response.get_json())
+    for job in jobs:  # all due now, not a minute after their submission
+        ledger.schedule_poll(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
+        fakes.aliyun.set_iproduction(job["provider_job_id"], "Analysing")
+    env = environment(os.environ, {"DATABASE": db_path, **provider_settings(fakes)})
+    run_reconciles(3, env)
+    asked = Counter(
+        p["JobId"] for action, p in fakes.aliyun.calls if action == "QueryIProductionJob"
+    )
+    assert asked == Counter({job["provider_job_id"]: 1 for job in jobs})
+    assert {ledger.get_job(job["id"])["state"] for job in jobs} == {"processing"}
+
+
+def test_pacers_of_several_processes_share_one_pace(db_path):
+    """Three reconcilers, each with its own connection: the calls of one API family are
+    spaced 1/QPS apart across all of them, each made no earlier than its slot."""
+    import threading
+    import time as clock
+
+    from receiver.workers.reconcile import Pacer
+    from store import open_ledger
+
+    interval, calls, lock = 0.05, [], threading.Lock()
+
+    def reconciler() -> None:
+        slots: list[float] = []
+        with open_ledger(db_path) as ledger:
+
+            def shared(family: str, step: float, now: float) -> float:
+                slots.append(ledger.take_call_slot(family, step, now))
+                return slots[-1]
+
+            pacer = Pacer({"aliyun.mps": 1 / interval}, shared=shared)
+            for _ in range(5):
+                pacer.wait("aliyun.mps")
+                made_at = clock.time()  # the call would be made now
+                with lock:
+                    calls.append((slots[-1], made_at))
+
+    threads = [threading.Thread(target=reconciler) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    slots = sorted(slot for slot, _ in calls)
+    assert len(slots) == 15
+    assert all(b - a >= interval - 1e-6 for a, b in zip(slots, slots[1:], strict=False))
+    assert all(made_at >= slot - 1e-3 for slot, made_at in calls)
