@@ -1,20 +1,15 @@
-"""Shared fixtures: a migrated ledger file per test, the app, clients, and signing helpers.
+"""Shared fixtures: a migrated ledger per test (on each engine), the app, clients, servers.
 
-The signing helpers compute signatures from the providers' documented algorithms
-(reference/aliyun.md §2, reference/tencent.md §4.8), independently of receiver/, so a
-mistake in our verification cannot be mirrored by the test.
+More fixtures come from the plugins registered below: `engines` (SQLite and a throwaway
+PostgreSQL cluster), `proxy` (nginx), `provider_env` (local provider fakes), `browser`
+(Chromium). Helpers that tests import are plain functions in `tests/helpers.py`.
 """
 
-import hashlib
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,53 +18,14 @@ from werkzeug.serving import make_server
 from receiver import create_app
 from receiver.db import close_ledgers
 from store import open_ledger
+from tests.helpers import AUTH_KEYS, CALLBACK_URL, OPS_TOKEN, ROOT, SIGN_KEY, free_port, http
 
-pytest_plugins = ["tests.engines", "tests.proxy"]
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
-CALLBACK_URL = "https://media.example.com/hooks/aliyun/vod"
-AUTH_KEYS = ["NewKey2026Abc", "OldKey2025Xyz"]  # rotation: both active
-SIGN_KEY = "TencentSignKey9"
-OPS_TOKEN = "0123456789"  # digits on purpose: settings are text, never JSON
-
-
-def fixture_bytes(name: str) -> bytes:
-    """Return a documented sample exactly as stored."""
-    return (FIXTURES / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict:
-    """Return a documented sample, decoded, for building variants."""
-    return json.loads(fixture_bytes(name))
-
-
-def vod_headers(url: str = CALLBACK_URL, key: str = AUTH_KEYS[0], ts: int | None = None) -> dict:
-    """Sign like VOD: md5 of `<callback URL>|<X-VOD-TIMESTAMP>|<key>`, lower-case hex."""
-    ts = int(time.time()) if ts is None else ts
-    signature = hashlib.md5(f"{url}|{ts}|{key}".encode()).hexdigest()
-    return {
-        "X-VOD-TIMESTAMP": str(ts),
-        "X-VOD-SIGNATURE": signature,
-        "Content-Type": "application/json",
-    }
-
-
-def tencent_signed(doc: dict, key: str = SIGN_KEY, expiry: int | None = None) -> bytes:
-    """Add Tencent v3 `Sign` = MD5(SignKey + T) and `T` (expiry, 10 minutes ahead)."""
-    expiry = int(time.time()) + 600 if expiry is None else expiry
-    signed = dict(doc, Sign=hashlib.md5(f"{key}{expiry}".encode()).hexdigest(), T=expiry)
-    return json.dumps(signed).encode()
-
-
-def assert_error_shape(response, status: int) -> dict:
-    """Check the one JSON error shape every error source must use."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    data = response.get_json()
-    assert data["ok"] is False
-    assert isinstance(data["error"], str) and data["error"]
-    assert data["status"] == status
-    return data
+pytest_plugins = [
+    "tests.engines",
+    "tests.proxy",
+    "tests.provider_env",
+    "tests.browser",
+]
 
 
 @pytest.fixture
@@ -135,34 +91,6 @@ def live_server(app):
     server.shutdown()
     thread.join(timeout=5)
     server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(
-    method: str,
-    url: str,
-    body: bytes | None = None,
-    headers: dict | None = None,
-    timeout: float = 10,
-) -> tuple[int, dict | str]:
-    """Make one HTTP request with urllib; return (status, JSON or text)."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw, kind = (
-                response.status,
-                response.read(),
-                response.headers.get_content_type(),
-            )
-    except urllib.error.HTTPError as e:
-        status, raw, kind = e.code, e.read(), e.headers.get_content_type()
-        e.close()
-    return status, (json.loads(raw) if kind == "application/json" else raw.decode())
 
 
 @pytest.fixture

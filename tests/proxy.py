@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH_KEYS, CALLBACK_URL, OPS_TOKEN, ROOT, SIGN_KEY, free_port
+from tests.helpers import AUTH_KEYS, CALLBACK_URL, OPS_TOKEN, ROOT, SIGN_KEY, free_port
 
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or next(

@@ -14,27 +14,10 @@ import pytest
 from receiver.providers import aliyun_vod
 from receiver.providers.base import Event
 from receiver.workers import alerts as alert_worker
-from tests.conftest import fixture_json, free_port, http
 from tests.engines import ledger_text
+from tests.helpers import failed_transcode, fixture_json, free_port, http, record
 
 pytestmark = pytest.mark.engines
-
-
-def failed_transcode(video: str, *, state: str = "failed") -> Event:
-    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
-    doc.update(
-        VideoId=video,
-        Status="fail" if state == "failed" else "success",
-        ErrorCode="TranscodeFail",
-        ErrorMessage="the source has no video track",
-    )
-    if state == "partial":
-        doc["StreamInfos"][0]["Status"] = "fail"
-    return aliyun_vod.parse(json.dumps(doc))
-
-
-def record(ledger, event: Event):
-    return ledger.record_event(event, source="http", verified=True)
 
 
 def alert_rows(ledger):

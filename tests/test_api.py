@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver.providers.base import Event
-from tests.conftest import OPS_TOKEN, assert_error_shape
+from tests.helpers import OPS_TOKEN, assert_error_shape
 
 pytestmark = pytest.mark.engines
 

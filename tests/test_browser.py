@@ -1,36 +1,14 @@
 """The pages in a real browser: Debian's Chromium driven by Playwright (no browser download)."""
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
 
-from tests.conftest import ROOT, fixture_json, http, tencent_signed, vod_headers
+from tests.browser import ARTIFACTS
+from tests.helpers import fixture_json, http, tencent_signed, vod_headers
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser():
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (.ci/run does)"
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_dashboard_list_detail_in_chromium(live_server, browser):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tests.conftest import fixture_json, http, vod_headers
-from tests.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
+from tests.browser import ARTIFACTS
+from tests.helpers import fixture_json, http, vod_headers
 
 pytestmark = pytest.mark.slow
 XSS = "<script>alert('q')</script>"
@@ -17,7 +17,7 @@ def no_horizontal_scroll(page) -> bool:
 
 
 @pytest.mark.parametrize("width", [1400, 400])
-def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):  # noqa: F811
+def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):
     good = json.dumps(dict(fixture_json("aliyun_vod-TranscodeComplete.json"), VideoId=XSS))
     good_id = ledger.quarantine(
         provider="aliyun",

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from store import open_ledger
-from tests.conftest import fixture_bytes, vod_headers
+from tests.helpers import fixture_bytes, vod_headers
 
 pytestmark = pytest.mark.engines
 

@@ -6,7 +6,7 @@ import pytest
 
 from receiver import create_app
 from receiver.config import DEFAULT_DEADLINES, ConfigError, from_environ
-from tests.conftest import fixture_json, vod_headers
+from tests.helpers import fixture_json, vod_headers
 
 
 def test_values_stay_text():
@@ -87,7 +87,7 @@ def test_the_real_command_line_refuses_a_bad_setting(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],

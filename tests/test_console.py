@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from markupsafe import escape
 
-from tests.conftest import (
+from tests.helpers import (
     AUTH_KEYS,
     fixture_json,
     tencent_signed,

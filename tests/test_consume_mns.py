@@ -5,13 +5,9 @@ SQLite connection holds the write lock, and the subprocess tests kill a real con
 """
 
 import base64
-import contextlib
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,8 +22,8 @@ from receiver.providers import queue as mns_parser
 from receiver.workers import mns as mns_worker
 from receiver.workers.batch import Fatal
 from store import migrate, open_ledger
-from tests.conftest import FIXTURES, ROOT, fixture_bytes, free_port
 from tests.fakes.mns import FakeMNS
+from tests.helpers import FIXTURES, count, fixture_bytes, flask_command, free_port, wait_for
 
 pytestmark = pytest.mark.engines
 
@@ -66,27 +62,8 @@ def unique_bodies(n: int) -> list[str]:
     return out
 
 
-def count(db_path, where: str = "duplicate_of IS NULL") -> int:
-    """Count events (originals by default) with a connection of its own."""
-    with open_ledger(db_path) as ledger:
-        return ledger.conn.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0]
-
-
 def in_flight(fake: FakeMNS) -> int:
     return sum(1 for m in fake.messages(QUEUE) if not m["visible"])
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition", proc=None) -> None:
-    """Poll until `predicate()`; fail fast, with its log, if `proc` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"exited {proc.returncode} before {what}:\n" + proc.log_path.read_text()[-2000:]
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -506,32 +483,6 @@ def test_record_events_matches_record_event(tmp_path):
 
 
 # -- the real command in a subprocess ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def flask_command(args: list[str], env: dict, log_path):
-    """Run `python -m flask --app wsgi ARGS` with RECEIVER_* `env`; kill and reap it on exit."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("RECEIVER_") and "proxy" not in k.lower()
-    }
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-            cwd=ROOT,
-            env={**clean, **env},
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    proc.log_path = log_path
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def consumer(mns: FakeMNS, db_path, log_path, *args: str):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from receiver.logs import JSONFormatter, redact
-from tests.conftest import OPS_TOKEN, fixture_bytes, fixture_json, free_port, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_bytes, fixture_json, free_port, vod_headers
 from tests.proxy import alive, children, request, wait_until_serving
 from tests.slow_clients import SlowClients, raw_request
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import OPS_TOKEN, fixture_bytes, fixture_json, http, tencent_signed, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_bytes, fixture_json, http, tencent_signed, vod_headers
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}

@@ -20,7 +20,7 @@ import urllib.error
 import pytest
 
 from store import migrate
-from tests.conftest import OPS_TOKEN, fixture_json, http, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_json, http, vod_headers
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 VOD = "/hooks/aliyun/vod"

@@ -28,7 +28,7 @@ from receiver.workers.batch import Delivery, Fatal, apply_batch
 from store import migrate, open_ledger
 from store.errors import LedgerUnavailable, classify
 from store.writer import GroupWriter
-from tests.conftest import (
+from tests.helpers import (
     AUTH_KEYS,
     CALLBACK_URL,
     OPS_TOKEN,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     AUTH_KEYS,
     CALLBACK_URL,
     assert_error_shape,

@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     AUTH_KEYS,
     CALLBACK_URL,
     OPS_TOKEN,

@@ -16,7 +16,7 @@ import pytest
 
 from receiver import create_app
 from receiver.config import SECRETS, SETTINGS, ConfigError, _url, from_environ
-from tests.conftest import (
+from tests.helpers import (
     AUTH_KEYS,
     CALLBACK_URL,
     OPS_TOKEN,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import OPS_TOKEN, fixture_bytes, fixture_json, http, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_bytes, fixture_json, http, vod_headers
 
 pytestmark = pytest.mark.engines
 

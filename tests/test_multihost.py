@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from store import open_ledger
-from tests.conftest import fixture_json, http, vod_headers
-from tests.test_reconcile_many import TimedSink, reconcile_env, run_reconciles
+from tests.helpers import TimedSink, fixture_json, http, reconcile_env, run_reconciles, vod_headers
 
 pytestmark = [pytest.mark.postgresql_only, pytest.mark.slow]
 VIDEOS = 40

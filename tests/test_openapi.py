@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from store import open_ledger
-from tests.conftest import OPS_TOKEN, fixture_json, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_json, vod_headers
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.provider_env import IPRODUCTION, build, fakes, post  # noqa: F401 - fixtures
+from tests.provider_env import IPRODUCTION, post
 
 pytestmark = pytest.mark.engines
 
@@ -19,7 +19,7 @@ def act(client, job_id: str, action: str):
     return client.post(f"/jobs/{job_id}/{action}", data={"csrf": token})
 
 
-def test_resubmit_a_refused_job_as_a_new_linked_job(build, fakes):  # noqa: F811
+def test_resubmit_a_refused_job_as_a_new_linked_job(build, fakes):
     client = build().test_client()
     refused = post(client, PREPROCESS, {"VideoId": "late-video"}).get_json()["job"]
     assert (refused["state"], refused["error_code"]) == ("submit_failed", "InvalidVideo.NotFound")
@@ -40,7 +40,7 @@ def test_resubmit_a_refused_job_as_a_new_linked_job(build, fakes):  # noqa: F811
     assert old_events[-1]["event_type"] == "Resubmitted"
 
 
-def test_a_job_in_progress_offers_no_resubmit(build, fakes):  # noqa: F811
+def test_a_job_in_progress_offers_no_resubmit(build, fakes):
     client = build().test_client()
     job = post(client, PREPROCESS, {"VideoId": "vid1"}).get_json()
     assert "Resubmit" not in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
@@ -52,7 +52,7 @@ def test_a_job_in_progress_offers_no_resubmit(build, fakes):  # noqa: F811
     assert f'href="/jobs/{job["id"]}">' in page and "console.css" in page  # styled, a way back
 
 
-def test_repoll_now_settles_a_job_from_its_status_api(build, fakes):  # noqa: F811
+def test_repoll_now_settles_a_job_from_its_status_api(build, fakes):
     client = build(MPS_PIPELINE_ID="pipeline-1").test_client()
     job = post(client, "aliyun.mps.SubmitIProductionJob", IPRODUCTION).get_json()
     assert job["state"] == "submitted"
@@ -65,7 +65,7 @@ def test_repoll_now_settles_a_job_from_its_status_api(build, fakes):  # noqa: F8
     assert "Re-poll now" not in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
 
 
-def test_without_credentials_actions_are_disabled_with_the_reason(build, fakes):  # noqa: F811
+def test_without_credentials_actions_are_disabled_with_the_reason(build, fakes):
     client = build().test_client()
     refused = post(client, PREPROCESS, {"VideoId": "late-video"}).get_json()["job"]
     bare = build(ALIYUN_ACCESS_KEY_ID=None, ALIYUN_ACCESS_KEY_SECRET=None).test_client()
@@ -82,7 +82,7 @@ def test_without_credentials_actions_are_disabled_with_the_reason(build, fakes):
     assert "console.css" in page
 
 
-def test_repoll_is_disabled_where_there_is_no_status_api_or_no_credentials(build, fakes):  # noqa: F811
+def test_repoll_is_disabled_where_there_is_no_status_api_or_no_credentials(build, fakes):
     client = build(MPS_PIPELINE_ID="pipeline-1").test_client()
     job = post(client, "aliyun.mps.SubmitIProductionJob", IPRODUCTION).get_json()
     bare = build(

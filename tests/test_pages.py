@@ -7,7 +7,7 @@ import re
 import pytest
 from werkzeug.routing import IntegerConverter
 
-from tests.conftest import OPS_TOKEN, fixture_json, vod_headers
+from tests.helpers import OPS_TOKEN, fixture_json, vod_headers
 
 pytestmark = pytest.mark.engines
 

@@ -12,7 +12,7 @@ from receiver import create_app
 from receiver.config import ConfigError, from_environ
 from receiver.providers import aliyun_vod
 from store import LedgerUnavailable, is_transient, migrate, open_ledger, pending_migrations
-from tests.conftest import ROOT, fixture_json, free_port, vod_headers
+from tests.helpers import ROOT, fixture_json, free_port, vod_headers
 
 PASSWORD = "s3cret-Pw"
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from receiver.providers import aliyun_mps, aliyun_vod, queue, tencent_vod
 from receiver.providers.base import InvalidPayload
 from store import migrate, open_ledger
-from tests.conftest import fixture_bytes, fixture_json, tencent_signed, vod_headers
+from tests.helpers import fixture_bytes, fixture_json, tencent_signed, vod_headers
 
 pytestmark = pytest.mark.slow
 FAST = settings(

@@ -11,7 +11,7 @@ import pytest
 from receiver.providers import aliyun_mps, aliyun_vod, queue
 from receiver.providers.base import InvalidPayload
 from store import open_ledger
-from tests.conftest import fixture_bytes, fixture_json
+from tests.helpers import fixture_bytes, fixture_json
 
 # sample -> (kind, provider_job_id key, media key, state of the sample)
 JOB_EVENTS = {

@@ -7,7 +7,7 @@ import pytest
 
 from receiver.providers import aliyun_mps, queue
 from receiver.providers.base import InvalidPayload
-from tests.conftest import fixture_bytes, fixture_json
+from tests.helpers import fixture_bytes, fixture_json
 
 
 @pytest.mark.parametrize(

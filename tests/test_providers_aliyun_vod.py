@@ -7,7 +7,7 @@ import pytest
 
 from receiver.providers import aliyun_vod
 from receiver.providers.base import InvalidPayload, InvalidSignature, parse_time
-from tests.conftest import AUTH_KEYS, CALLBACK_URL, fixture_bytes, fixture_json, vod_headers
+from tests.helpers import AUTH_KEYS, CALLBACK_URL, fixture_bytes, fixture_json, vod_headers
 
 SECRET = (CALLBACK_URL, AUTH_KEYS)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from receiver.providers import queue, tencent_v3_tasks, tencent_vod
 from receiver.providers.tencent_v3_table import SPECS
 from tests import tencent_sdk
-from tests.conftest import fixture_json
+from tests.helpers import fixture_json
 
 pytestmark = pytest.mark.slow
 EXAMPLES = settings(

@@ -5,13 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from receiver.workers.reconcile import reconcile_pass
 from tests import tencent_sdk
-from tests.conftest import tencent_signed
-from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
-    build,
-    environment,
-    fakes,
-    provider_settings,
-)
+from tests.helpers import tencent_signed
 
 
 def _edit_media(task_id: str, status: str) -> dict:
@@ -19,7 +13,7 @@ def _edit_media(task_id: str, status: str) -> dict:
     return {"EventType": "EditMediaComplete", "EditMediaCompleteEvent": task}
 
 
-def test_an_external_edit_media_job_is_settled_by_a_poll(build, fakes, ledger):  # noqa: F811
+def test_an_external_edit_media_job_is_settled_by_a_poll(build, fakes, ledger):
     app = build()
     client = app.test_client()
     posted = client.post(

@@ -14,7 +14,7 @@ from receiver.providers import tencent_vod
 from receiver.providers.base import InvalidPayload
 from store import open_ledger
 from tests import tencent_sdk
-from tests.conftest import fixture_bytes, fixture_json
+from tests.helpers import fixture_bytes, fixture_json
 
 SAMPLES = {
     "PullComplete": "tencent_vod-v2-PullComplete.json",

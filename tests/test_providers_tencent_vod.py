@@ -9,7 +9,7 @@ from tencentcloud.vod.v20180717 import models
 
 from receiver.providers import tencent_vod
 from receiver.providers.base import InvalidPayload, InvalidSignature
-from tests.conftest import SIGN_KEY, fixture_bytes, fixture_json, tencent_signed
+from tests.helpers import SIGN_KEY, fixture_bytes, fixture_json, tencent_signed
 
 
 def parse_doc(doc: dict):

@@ -12,9 +12,8 @@ import pytest
 from receiver.providers import tencent_vod
 from store import open_ledger
 from tests import tencent_sdk
-from tests.conftest import fixture_json
 from tests.fakes.tencent import FakeTencentAPI
-from tests.test_pull_tencent import SECRET_ID, SECRET_KEY, summaries
+from tests.helpers import SECRET_ID, SECRET_KEY, fixture_json, summaries
 
 
 @pytest.fixture

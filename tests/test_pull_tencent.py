@@ -15,13 +15,20 @@ import pytest
 import store.connection
 from receiver.providers import tencent_vod
 from receiver.workers import tencent_pull
-from tests.conftest import FIXTURES, fixture_json
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
-from tests.test_consume_mns import count, flask_command, wait_for
+from tests.helpers import (
+    FIXTURES,
+    SECRET_ID,
+    SECRET_KEY,
+    count,
+    fixture_json,
+    flask_command,
+    summaries,
+    wait_for,
+)
 
 pytestmark = pytest.mark.engines
 
-SECRET_ID, SECRET_KEY = "AKIDpullTest", "PullTestKey"
 V2_SAMPLES = sorted(p.name for p in FIXTURES.glob("tencent_vod-v2-*.json"))
 
 
@@ -73,10 +80,6 @@ def tencent_app(make_app, api, v2):
 def pull(tencent_app):
     runner = tencent_app.test_cli_runner()
     return lambda *args: runner.invoke(args=["pull-tencent", "--once", *args])
-
-
-def summaries(result) -> dict:
-    return {line["api"]: line for line in map(json.loads, result.stdout.splitlines())}
 
 
 def test_every_documented_sample_is_pulled_recorded_and_confirmed(api, v2, pull, ledger):

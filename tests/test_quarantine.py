@@ -10,7 +10,7 @@ from sqlite_utils import Database
 from store import open_ledger
 from store.connection import connect
 from store.migrations import migrations
-from tests.conftest import OPS_TOKEN, assert_error_shape, fixture_bytes, vod_headers
+from tests.helpers import OPS_TOKEN, assert_error_shape, fixture_bytes, vod_headers
 
 pytestmark = pytest.mark.engines
 

@@ -18,15 +18,11 @@ import pytest
 from receiver.providers import status_answers
 from receiver.workers.reconcile import Pacer, next_poll_delay, reconcile_pass
 from store.ids import iso
-from tests.conftest import ROOT, fixture_json, tencent_signed, vod_headers
-from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+from tests.helpers import ROOT, fixture_json, tencent_signed, vod_headers
+from tests.provider_env import (
     LAUNCHER,
-    PROXY_VARS,
-    build,
     environment,
-    fakes,
     provider_settings,
-    running_fakes,
 )
 
 pytestmark = pytest.mark.engines

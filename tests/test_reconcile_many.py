@@ -1,67 +1,20 @@
 """Several `reconcile` processes at once, on one ledger: each alert reaches each sink once,
 and each due job is polled by one of them."""
 
-import json
 import os
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+from tests.helpers import TimedSink, failed_transcode, reconcile_env, record, run_reconciles
+from tests.provider_env import (
     IPRODUCTION,
-    build,
     environment,
-    fakes,
     provider_settings,
 )
-from tests.test_alerts import failed_transcode, record
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
-
-
-class TimedSink:
-    """A local webhook that takes `delay` seconds to answer each alert POST."""
-
-    def __init__(self, delay: float = 0.0):
-        self.received: list[dict] = []
-        self.delay = delay
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                time.sleep(sink.delay)  # the sink's own latency, not a wait for the test
-                sink.received.append(json.loads(body))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def alert_ids(self) -> Counter:
-        """Count how many times each alert id arrived, alone or in a summary."""
-        ids: Counter = Counter()
-        for message in self.received:
-            for alert in message.get("alerts", [message]):
-                ids[alert["alert_id"]] += 1
-        return ids
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -70,30 +23,6 @@ def sinks():
     yield made
     for sink in made:
         sink.close()
-
-
-def reconcile_env(database, *urls: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-    env.update(
-        RECEIVER_DATABASE=str(database),
-        RECEIVER_ALERT_WEBHOOK_URLS=",".join(urls),
-        RECEIVER_ALERT_GROUP_SECONDS="0",
-    )
-    return env
-
-
-def run_reconciles(count: int, env: dict) -> None:
-    """Start `count` reconcile --once processes together; wait for all of them."""
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", "reconcile", "--once"]
-    procs = [
-        subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        for _ in range(count)
-    ]
-    for proc in procs:
-        output, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, output.decode(errors="replace")
 
 
 @pytest.mark.parametrize("processes", [2, 3])
@@ -143,7 +72,6 @@ def test_call_slots_are_shared_across_callers(ledger):
 
 
 def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
-    import threading
     from datetime import UTC, datetime, timedelta
 
     from receiver.workers.reconcile import reconcile_pass
@@ -165,7 +93,7 @@ def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
     assert rows == [(None, 0)] * 3  # due again at once for another reconcile
 
 
-def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger, db_path):  # noqa: F811
+def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger, db_path):
     client = build().test_client()
     jobs = []
     for _ in range(12):
@@ -190,7 +118,6 @@ def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger,
 def test_pacers_of_several_processes_share_one_pace(db_path):
     """Three reconcilers, each with its own connection: the calls of one API family are
     spaced 1/QPS apart across all of them, each made no earlier than its slot."""
-    import threading
     import time as clock
 
     from receiver.workers.reconcile import Pacer

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     ROOT,
     assert_error_shape,
     fixture_json,

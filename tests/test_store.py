@@ -8,7 +8,7 @@ from receiver.providers import aliyun_vod, tencent_vod
 from receiver.providers import base as provider_states
 from receiver.providers.base import Event
 from store import migrate, open_ledger, states
-from tests.conftest import fixture_bytes, fixture_json
+from tests.helpers import fixture_bytes, fixture_json
 
 pytestmark = pytest.mark.engines
 

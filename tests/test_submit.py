@@ -10,17 +10,12 @@ import json
 
 import pytest
 
-from tests.conftest import OPS_TOKEN, assert_error_shape
-from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+from tests.helpers import OPS_TOKEN, assert_error_shape
+from tests.provider_env import (
     IN,
     IPRODUCTION,
     OUT,
-    PROXY_VARS,
-    build,
-    fakes,
     post,
-    provider_settings,
-    running_fakes,
     timeline,
 )
 

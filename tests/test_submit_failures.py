@@ -20,24 +20,18 @@ from receiver.db import close_ledgers
 from receiver.logs import JSONFormatter
 from receiver.providers import queue
 from store import open_ledger
-from tests.conftest import ROOT, assert_error_shape, fixture_json, tencent_signed
-from tests.provider_env import (  # noqa: F401 - fakes and build are fixtures
+from tests.helpers import ROOT, assert_error_shape, fixture_json, tencent_signed
+from tests.provider_env import (
     ALIYUN_SECRET,
-    IN,
     IPRODUCTION,
     LAUNCHER,
-    OUT,
-    PROXY_VARS,
     TENCENT_SECRET,
     GatedProxy,
     SilentServer,
-    build,
     closed_port,
     environment,
-    fakes,
     post,
     provider_settings,
-    running_fakes,
     timeline,
 )
 

@@ -8,7 +8,7 @@ import pytest
 from receiver.providers import aliyun_vod
 from store import open_ledger
 from store.writer import GroupWriter
-from tests.conftest import fixture_json
+from tests.helpers import fixture_json
 
 
 def notices(n: int, prefix: str = "g"):
