@@ -11,6 +11,7 @@ kept for SQLite migrations.
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -170,7 +171,16 @@ class Ledger(
         :param verified: whether a signature or the hook token authenticated the sender
         :param auth: how: `signature`, `token`, or `none`
         """
-        return self._write(self._record, event, source, verified, auth, replay_of)
+        return self._write(
+            partial(
+                self.record_in_transaction,
+                event,
+                source=source,
+                verified=verified,
+                auth=auth,
+                replay_of=replay_of,
+            )
+        )
 
     def record_events(
         self,
@@ -188,12 +198,28 @@ class Ledger(
         """
 
         def record_all() -> list[RecordResult]:
-            return [self._record(event, source, verified, auth, None) for event in events]
+            return [
+                self.record_in_transaction(event, source=source, verified=verified, auth=auth)
+                for event in events
+            ]
 
         return self._write(record_all)
 
-    def _record(self, event, source, verified, auth, replay_of) -> RecordResult:
-        """Store and apply one notice in the caller's transaction."""
+    def record_in_transaction(
+        self,
+        event: NormalizedEvent,
+        *,
+        source: str,
+        verified: bool,
+        auth: str | None = None,
+        replay_of: int | None = None,
+    ) -> RecordResult:
+        """Store and apply one notice in the write transaction the caller has open.
+
+        `record_event` is this in a transaction of its own; the group-commit writer calls it
+        for each notice of a batch, inside one transaction, so both take exactly one path.
+        Arguments as for `record_event`.
+        """
         now = utcnow()
         key = None if replay_of is not None else event.dedup_key
         if self.backend.advisory_locks:

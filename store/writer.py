@@ -172,7 +172,10 @@ class GroupWriter:
                 for (event, source, verified, auth), future in items:
                     conn.execute("SAVEPOINT notice")
                     try:
-                        done.append((future, ledger._record(event, source, verified, auth, None)))
+                        result = ledger.record_in_transaction(
+                            event, source=source, verified=verified, auth=auth
+                        )
+                        done.append((future, result))
                     except Exception as e:  # noqa: BLE001 - handed to that notice's request
                         conn.execute("ROLLBACK TO notice")
                         done.append((future, e))
