@@ -37,10 +37,11 @@ def test_dashboard_list_detail_in_chromium(live_server, browser):
     page.get_by_role("link", name="Jobs", exact=True).click()
     page.get_by_label("failed", exact=True).check()
     page.get_by_role("button", name="Apply").click()
-    assert "state=failed" in page.url
+    page.wait_for_url("**state=failed**")
     rows = page.locator("#jobs tbody tr")
     assert rows.count() == 1  # the failed job
     rows.nth(0).locator("a").first.click()
+    page.wait_for_url("**/jobs/*")
 
     assert page.locator("h1").inner_text().endswith("failed")
     body = page.locator("main").inner_text()
@@ -52,7 +53,8 @@ def test_dashboard_list_detail_in_chromium(live_server, browser):
     page.screenshot(path=str(ARTIFACTS / "job-detail.png"), full_page=True)
     assert dialogs == []  # no script ran
 
-    page.get_by_role("button", name="Replay").first.click()  # a CSRF-protected action
+    with page.expect_navigation():
+        page.get_by_role("button", name="Replay").first.click()  # a CSRF-protected action
     assert page.locator("#timeline").inner_text().count("replay of") == 1
     page.close()
 
@@ -168,7 +170,7 @@ def test_console_works_without_javascript(live_server, browser):
     page.goto(live_server + "/jobs")
     page.get_by_label("failed", exact=True).check()
     page.get_by_role("button", name="Apply").click()
-    assert "state=failed" in page.url
+    page.wait_for_url("**state=failed**")  # the form's GET; without JavaScript a new page
     assert page.locator("#jobs tbody tr").count() == 2  # the VOD and the Tencent failure
     assert page.locator("button.copy").first.evaluate("b => b.hidden")  # copy needs the script
     assert page.locator("time[data-rel]").first.inner_text().endswith(("ago", "just now"))

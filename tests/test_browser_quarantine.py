@@ -52,7 +52,8 @@ def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):
         page.locator(f"#q-{good_id} a").first.click()
     assert XSS in page.locator("#reason").inner_text()  # shown as text, not run
     assert f'"VideoId": "{XSS}"' in page.locator("#body").inner_text()  # pretty-printed JSON
-    page.get_by_role("button", name="Replay").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Replay").click()
     assert "replayed as event" in page.locator("#notice").inner_text()
     assert "changed the job" in page.locator("#notice").inner_text()
     assert page.locator("h1 .q-status").inner_text() == "replayed"
@@ -67,7 +68,8 @@ def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):
     assert page.locator("#quarantine tr").count() == 2
     with page.expect_navigation():
         page.locator(f"#q-{bad_id} a").first.click()
-    page.get_by_role("button", name="Discard").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Discard").click()
     assert page.locator("#notice").inner_text() == "discarded by loopback"
     assert page.locator("h1 .q-status").inner_text() == "discarded"
     assert "not JSON" in page.locator("#reason").inner_text()
