@@ -211,7 +211,10 @@ class QuarantineStore(LedgerBase):
         filters: Mapping[str, Iterable[str]] | None,
         since: datetime | None,
         until: datetime | None,
-    ) -> tuple[str, list[str], list]:
+        after: int,
+        through: int | None,
+    ) -> tuple[str, str, list]:
+        """Return (table, WHERE clause, params) of a bulk replay's selection."""
         if target == "quarantine":
             where, params = _filter_sql(filters, QUARANTINE_FILTERS, "")
             where.append("status = ?")
@@ -231,7 +234,11 @@ class QuarantineStore(LedgerBase):
         else:
             raise BadQuery(f"target must be one of {', '.join(TARGETS)}")
         more_where, more_params = _time_sql(since, until, "received_at")
-        return table, where + more_where, params + more_params
+        where, params = where + more_where + ["id > ?"], params + more_params + [after]
+        if through is not None:
+            where.append("id <= ?")
+            params.append(through)
+        return table, " AND ".join(where), params
 
     def replay_selection(
         self,
@@ -256,13 +263,8 @@ class QuarantineStore(LedgerBase):
         :param through: only ids up to this (the highest id when the run began)
         :raises BadQuery: an unknown target, filter or value
         """
-        table, where, params = self._replay_where(target, filters, since, until)
-        where.append("id > ?")
-        params.append(after)
-        if through is not None:
-            where.append("id <= ?")
-            params.append(through)
-        sql = f"SELECT id FROM {table} WHERE {' AND '.join(where)} ORDER BY id"
+        table, where, params = self._replay_where(target, filters, since, until, after, through)
+        sql = f"SELECT id FROM {table} WHERE {where} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -279,13 +281,8 @@ class QuarantineStore(LedgerBase):
         through: int | None = None,
     ) -> int:
         """Count what `replay_selection` would return with the same arguments (no limit)."""
-        table, where, params = self._replay_where(target, filters, since, until)
-        where.append("id > ?")
-        params.append(after)
-        if through is not None:
-            where.append("id <= ?")
-            params.append(through)
-        sql = f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(where)}"
+        table, where, params = self._replay_where(target, filters, since, until, after, through)
+        sql = f"SELECT COUNT(*) FROM {table} WHERE {where}"
         return self.conn.execute(sql, params).fetchone()[0]
 
     def replay_bound(self, target: str) -> int:
