@@ -106,6 +106,29 @@ def http(
 # -- waiting on and running real processes -------------------------------------------------
 
 
+def children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is `pid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def count(db_path, where: str = "duplicate_of IS NULL") -> int:
     """Count events (originals by default) with a connection of its own."""
     with open_ledger(db_path) as ledger:

@@ -69,29 +69,6 @@ def wait_until_serving(target: str, proc: subprocess.Popen, log: Path, limit: fl
     raise RuntimeError(f"{target} did not answer /healthz within {limit} s")
 
 
-def children(pid: int) -> list[int]:
-    """The ids of the processes whose parent is `pid`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 class Processes:
     """Processes a test started, stopped (TERM, then KILL) at teardown."""
 

@@ -17,8 +17,16 @@ import time
 import pytest
 
 from receiver.logs import JSONFormatter, redact
-from tests.helpers import OPS_TOKEN, fixture_bytes, fixture_json, free_port, vod_headers
-from tests.proxy import alive, children, request, wait_until_serving
+from tests.helpers import (
+    OPS_TOKEN,
+    alive,
+    children,
+    fixture_bytes,
+    fixture_json,
+    free_port,
+    vod_headers,
+)
+from tests.proxy import request, wait_until_serving
 from tests.slow_clients import SlowClients, raw_request
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import urllib.error
 import pytest
 
 from store import migrate
-from tests.helpers import OPS_TOKEN, fixture_json, http, vod_headers
+from tests.helpers import OPS_TOKEN, children, fixture_json, http, vod_headers
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 VOD = "/hooks/aliyun/vod"
@@ -39,19 +39,6 @@ def post(base: str, body: bytes, timeout: float = 5) -> int:
         return http("POST", base + VOD, body, vod_headers(), timeout=timeout)[0]
     except (OSError, urllib.error.URLError, ValueError, http_client.HTTPException):
         return 0  # connection refused or reset, or a cut answer: not a 200
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
 
 
 def master_of(base: str) -> int:
