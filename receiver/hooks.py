@@ -26,6 +26,14 @@ bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 log = logging.getLogger("jobledger.hooks")
 
 
+class Rejected(Unauthorized):
+    """A 401 that says why, for the dashboard's count of rejected deliveries."""
+
+    def __init__(self, description: str, reason: str):
+        super().__init__(description)
+        self.reason = reason  # bad_signature | stale_timestamp | bad_token | unsigned
+
+
 @dataclass(frozen=True)
 class Auth:
     """How a delivery was authenticated."""
@@ -50,17 +58,20 @@ def authenticate(provider: Provider, body: bytes) -> Auth:
             provider.verify(body, request.headers, secret)
         except InvalidSignature as e:
             log.warning(f"hooks.{provider.NAME}.bad-signature", extra={"reason": str(e)})
-            raise Unauthorized(f"signature rejected: {e}") from None
+            reason = "stale_timestamp" if e.stale else "bad_signature"
+            raise Rejected(f"signature rejected: {e}", reason) from None
         return Auth(True, "signature")
     if token:
         given = request.args.get("token", "")
         if hmac.compare_digest(given.encode(), token.encode()):
             return Auth(True, "token")
         log.warning(f"hooks.{provider.NAME}.bad-token")
-        raise Unauthorized("missing or wrong ?token= (RECEIVER_HOOK_TOKEN) and no valid signature")
+        raise Rejected(
+            "missing or wrong ?token= (RECEIVER_HOOK_TOKEN) and no valid signature", "bad_token"
+        )
     if secret is not None:
         log.warning(f"hooks.{provider.NAME}.unsigned")
-        raise Unauthorized("the request carries no signature")
+        raise Rejected("the request carries no signature", "unsigned")
     if config.get("ALLOW_UNSIGNED"):
         return Auth(False, "none")
     names = " and ".join(f"RECEIVER_{s}" for s in provider.SIGNATURE_SETTINGS)
@@ -70,19 +81,9 @@ def authenticate(provider: Provider, body: bytes) -> Auth:
     )
 
 
-def _count_rejection(name: str, e: Unauthorized | ServiceUnavailable) -> None:
+def _count_rejection(name: str, e: Rejected | ServiceUnavailable) -> None:
     """Count a rejected delivery for the dashboard; never let counting change the answer."""
-    text = e.description or ""
-    if e.code == 503:
-        reason = "not_configured"
-    elif "token" in text:
-        reason = "bad_token"
-    elif "no signature" in text:
-        reason = "unsigned"
-    elif any(w in text for w in ("from now", "expired", "future")):
-        reason = "stale_timestamp"
-    else:
-        reason = "bad_signature"
+    reason = e.reason if isinstance(e, Rejected) else "not_configured"
     try:
         get_ledger().count_rejection(name, reason, datetime.now(UTC))
     except Exception:  # a ledger that is down still answers 401/503, not 500
@@ -105,7 +106,7 @@ def receive(vendor: str, service: str):
     started = time.perf_counter()
     try:
         auth = authenticate(provider, body)
-    except (Unauthorized, ServiceUnavailable) as e:
+    except (Rejected, ServiceUnavailable) as e:
         outcome = "unauthorized" if e.code == 401 else "not_configured"
         HOOK_REQUESTS.labels(provider.NAME, outcome).inc()
         _count_rejection(provider.NAME, e)

@@ -63,7 +63,7 @@ def verify(
         raise InvalidSignature("X-VOD-TIMESTAMP is not Unix seconds")
     now = time.time() if now is None else now
     if abs(now - int(stamp)) > WINDOW_S:
-        raise InvalidSignature(f"X-VOD-TIMESTAMP is more than {WINDOW_S} s from now")
+        raise InvalidSignature(f"X-VOD-TIMESTAMP is more than {WINDOW_S} s from now", stale=True)
     matched = False
     for key in keys:
         # bytes: compare_digest refuses str with non-ASCII characters (TypeError -> 500)

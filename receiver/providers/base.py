@@ -15,7 +15,14 @@ RUNNING, STOPPED = "running", "stopped"
 
 
 class InvalidSignature(Exception):
-    """The request's signature, timestamp or token does not authenticate it."""
+    """The request's signature, timestamp or token does not authenticate it.
+
+    :param stale: the signature may be right, but its timestamp is outside the window
+    """
+
+    def __init__(self, message: str, *, stale: bool = False):
+        super().__init__(message)
+        self.stale = stale
 
 
 class InvalidPayload(Exception):

@@ -73,9 +73,9 @@ def verify(body: bytes, headers: HeaderLookup, secret: str, now: float | None = 
         raise InvalidSignature("Sign or T missing or malformed")
     now = time.time() if now is None else now
     if now > int(expiry) + SKEW_S:
-        raise InvalidSignature("T has passed: the signature expired")
+        raise InvalidSignature("T has passed: the signature expired", stale=True)
     if int(expiry) > now + MAX_AHEAD_S:
-        raise InvalidSignature("T is too far in the future")
+        raise InvalidSignature("T is too far in the future", stale=True)
     # bytes: compare_digest refuses str with non-ASCII characters (TypeError -> 500)
     given_bytes = given.strip().lower().encode("utf-8", "replace")
     if not hmac.compare_digest(sign(secret, expiry).encode(), given_bytes):
