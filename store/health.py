@@ -41,17 +41,21 @@ class HealthReads(LedgerBase):
         :param reason: one of REJECTION_REASONS
         :param now: the time of the rejection (aware)
         """
-        rows = self.conn.execute(
-            "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + 1"
-            " RETURNING n",
-            (_minute(now), provider, reason),
-        ).fetchall()
-        if rows and rows[0][0] == 1:  # a new row: the first of its minute for this key
-            self.conn.execute(
-                "DELETE FROM hook_rejections WHERE minute < ?", (_minute(now - REJECTIONS_KEPT),)
-            )
-        self.conn.commit()
+
+        def count() -> None:
+            rows = self.conn.execute(
+                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + 1"
+                " RETURNING n",
+                (_minute(now), provider, reason),
+            ).fetchall()
+            if rows and rows[0][0] == 1:  # a new row: the first of its minute for this key
+                self.conn.execute(
+                    "DELETE FROM hook_rejections WHERE minute < ?",
+                    (_minute(now - REJECTIONS_KEPT),),
+                )
+
+        self._write(count)
 
     def count_jobs(self, filters: dict[str, list[str]]) -> int:
         """Return how many jobs match state/provider/service/kind filters, from the counters.
@@ -126,7 +130,7 @@ class HealthReads(LedgerBase):
     def quarantine_waiting(self) -> int:
         """Return how many quarantined bodies are waiting for a replay."""
         return self.conn.execute(
-            "SELECT COUNT(*) FROM quarantine WHERE replayed_at IS NULL"
+            "SELECT COUNT(*) FROM quarantine WHERE status = 'waiting'"
         ).fetchone()[0]
 
     def alerts_waiting(self) -> int:

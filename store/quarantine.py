@@ -176,12 +176,15 @@ class QuarantineStore(LedgerBase):
         :param by: who: the ops principal (`token`, `basic:<user>`, `loopback`, `cli`)
         :raises QuarantineConflict: the body was replayed already
         """
-        changed = self.conn.execute(
-            "UPDATE quarantine SET status = ?, discarded_at = ?, discarded_by = ?"
-            " WHERE id = ? AND status = ?",
-            (DISCARDED, utcnow(), by[:120], quarantine_id, WAITING),
-        ).rowcount
-        self.conn.commit()
+        changed = self._write(
+            lambda: (
+                self.conn.execute(
+                    "UPDATE quarantine SET status = ?, discarded_at = ?, discarded_by = ?"
+                    " WHERE id = ? AND status = ?",
+                    (DISCARDED, utcnow(), by[:120], quarantine_id, WAITING),
+                ).rowcount
+            )
+        )
         item = self.get_quarantined(quarantine_id)
         if item is not None and not changed and item["status"] == REPLAYED:
             raise QuarantineConflict(
@@ -195,12 +198,15 @@ class QuarantineStore(LedgerBase):
 
         Return False if it was no longer waiting (another replay got there first).
         """
-        changed = self.conn.execute(
-            "UPDATE quarantine SET status = ?, replayed_at = ?, replay_event_id = ?"
-            " WHERE id = ? AND status = ?",
-            (REPLAYED, utcnow(), event_id, quarantine_id, WAITING),
-        ).rowcount
-        self.conn.commit()
+        changed = self._write(
+            lambda: (
+                self.conn.execute(
+                    "UPDATE quarantine SET status = ?, replayed_at = ?, replay_event_id = ?"
+                    " WHERE id = ? AND status = ?",
+                    (REPLAYED, utcnow(), event_id, quarantine_id, WAITING),
+                ).rowcount
+            )
+        )
         return bool(changed)
 
     # -- bulk replay selections -------------------------------------------------------------

@@ -49,14 +49,6 @@ class QuarantineIntake(JobRows, LedgerReads):
 
         return self._write(write)
 
-    def mark_replayed(self, quarantine_id: int, event_id: int) -> None:
-        """Note that a quarantined body has been parsed and recorded as `event_id`."""
-        self._write(
-            self.conn.execute,
-            "UPDATE quarantine SET replayed_at = ?, replay_event_id = ? WHERE id = ?",
-            (utcnow(), event_id, quarantine_id),
-        )
-
     def find_quarantined(
         self, *, provider: str, service: str, source: str, body: bytes | str
     ) -> int | None:
@@ -77,7 +69,8 @@ class QuarantineIntake(JobRows, LedgerReads):
     def quarantined(
         self, ids: Iterable[int] | None = None, *, pending_only: bool = True
     ) -> list[dict]:
-        """Return quarantined bodies (not yet replayed, unless `pending_only` is False)."""
+        """Return quarantined bodies with their bytes, oldest first (only those still waiting
+        for a replay, unless `pending_only` is False)."""
         sql = (
             "SELECT id, received_at, provider, service, source, reason, body, meta, verified,"
             " auth, replayed_at, replay_event_id FROM quarantine"
@@ -88,7 +81,7 @@ class QuarantineIntake(JobRows, LedgerReads):
             where.append(f"id IN ({','.join('?' * len(ids))})")
             params += ids
         if pending_only:
-            where.append("replayed_at IS NULL")
+            where.append("status = 'waiting'")
         if where:
             sql += " WHERE " + " AND ".join(where)
         fields = (

@@ -206,6 +206,8 @@ def test_discard_from_loopback_without_a_token_and_not_after_a_replay(client, le
     other = keep(ledger, b"x")
     assert client.post(f"/api/quarantine/{other}/discard").get_json()["discarded_by"] == "loopback"
     assert client.post(f"/api/quarantine/{qid}/replay").get_json()["ok"] is True
+    # neither a discarded nor a replayed body waits any more (the dashboard's count)
+    assert ledger.quarantine_waiting() == 0 and ledger.quarantined() == []
     assert (
         "replayed already"
         in assert_error_shape(client.post(f"/api/quarantine/{qid}/discard"), 409)["error"]

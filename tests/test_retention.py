@@ -55,7 +55,7 @@ def test_unreplayed_quarantine_is_kept(ledger):
     done = ledger.quarantine(
         provider="aliyun", service="vod", source="http", body=b"{}", reason="x", verified=True
     )
-    ledger.mark_replayed(done, 1)
+    assert ledger.mark_quarantine_replayed(done, 1)
     ledger.prune_payloads(datetime.now(UTC) + timedelta(days=1))
     bodies = dict(ledger.conn.execute("SELECT id, body FROM quarantine").fetchall())
     assert bytes(bodies[kept]) == b"{bad" and bodies[done] is None
