@@ -1,24 +1,31 @@
-"""Group commit: one writer thread per process, concurrent notices share one transaction.
+"""Group commit without a writer thread: the request that finds no commit under way makes one.
 
 A commit writes every page the transaction touched to the WAL (about fifteen for a notice
-that creates a job), and under DURABILITY=full it also waits for an fsync. Requests that
-arrive while a commit is under way wait for the next one together, so that cost is paid
-once per batch instead of once per notice, and the process holds SQLite's write lock once
-per batch instead of each request thread queuing for it with SQLite's sleeping busy
-handler. Each notice runs in its own SAVEPOINT, so a notice that fails rolls back alone;
-each caller gets its answer only after the COMMIT that made its notice durable.
+that creates a job), and under DURABILITY=full it also waits for an fsync. A request queues
+its notice; if no other request of the process is committing, it becomes the leader: it
+takes every queued notice (its own included) and commits them in one transaction on the
+process's connection, in its own thread, then wakes the requests whose notices it carried.
+Requests that arrive meanwhile wait for the next commit together, so its cost is paid once
+per batch, and a request that meets no other pays no hand-off to another thread at all
+(a dedicated writer thread cost two thread wake-ups per notice under load, bench/). Each
+notice runs in its own SAVEPOINT, so a notice that fails rolls back alone; each caller
+gets its answer only after the COMMIT that made its notice durable.
 
-Between processes (gunicorn workers), the writers take turns on an flock of
-`<ledger>-writer.lock` before BEGIN IMMEDIATE: a waiting writer sleeps in the kernel and
+Between processes (gunicorn workers), the leaders take turns on an flock of
+`<ledger>-writer.lock` before BEGIN IMMEDIATE: a waiting leader sleeps in the kernel and
 wakes the moment the lock is free, where SQLite's own busy handler polls with sleeps of up
-to 100 ms and, with four workers, put the p99 past a second (bench/).
+to 100 ms and, with four workers, put the p99 past a second (bench/). That kernel wait runs
+on a small helper thread so that it is bounded: past the request's deadline the batch gets
+503 and nothing of it is written.
 """
 
+import collections
 import fcntl
 import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -28,19 +35,30 @@ from .ledger import Ledger, NormalizedEvent, RecordResult, open_ledger
 
 MAX_BATCH = 64
 # Longest a request waits for its commit. Past it the answer is 503 and the notice is
-# withdrawn if the writer has not started on it; a sender retries, and the dedup key makes
-# a notice committed after all a duplicate. Well under gunicorn's worker timeout.
+# withdrawn if no commit has taken it up; a sender retries, and the dedup key makes a
+# notice committed after all a duplicate. Well under gunicorn's worker timeout.
 WAIT_S = 10.0
-_STOP = object()
 log = logging.getLogger("jobledger.writer")
 
 
-class GroupWriter:
-    """Record notices through one connection and thread, committing them in batches.
+class _Notice:
+    """One queued notice and, once its batch is over, its outcome."""
 
-    The thread never dies of a ledger failure: the batch that met it fails (each caller
-    gets the error), the connection and lock file are closed, and the next batch opens
-    them again, so the writer recovers by itself once the cause is gone.
+    __slots__ = ("args", "taken", "done", "result", "error")
+
+    def __init__(self, args: tuple):
+        self.args = args
+        self.taken = self.done = False  # taken: in a batch under way
+        self.result: RecordResult | None = None
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Record notices through one connection per process, committing them in batches.
+
+    Never left broken by a ledger failure: the batch that met it fails (each caller gets
+    the error), the connection and lock file are closed, and the next batch opens them
+    again, so the writer recovers by itself once the cause is gone.
     """
 
     def __init__(
@@ -53,16 +71,12 @@ class GroupWriter:
         self.path, self.durability, self.max_batch = path, durability, max_batch
         self.wait_s = wait_s
         self.batches = self.notices = 0  # for tests and benchmarks
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Notice] = collections.deque()
+        self._leading = False
         self._ledger: Ledger | None = None
         self._lock_fd: int | None = None
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        """Tell whether the writer thread is running."""
-        return self._thread.is_alive()
+        self._lock_waiter: _LockWaiter | None = None
 
     def record_event(
         self, event: NormalizedEvent, *, source: str, verified: bool, auth: str | None = None
@@ -71,49 +85,60 @@ class GroupWriter:
 
         :raises LedgerUnavailable: the ledger could not take it, or not within `wait_s`
         """
-        future: Future = Future()
-        self._queue.put(((event, source, verified, auth), future))
+        notice = _Notice((event, source, verified, auth))
+        deadline = time.monotonic() + self.wait_s
+        with self._cond:
+            self._queue.append(notice)
+            while not notice.done:
+                if not self._leading:
+                    self._lead(deadline)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if not notice.taken:
+                        self._queue.remove(notice)
+                    raise LedgerUnavailable(
+                        f"the ledger did not commit the notice within {self.wait_s:g} s"
+                        + (
+                            "; it may still be recorded (a retry is a duplicate)"
+                            if notice.taken
+                            else ""
+                        ),
+                        "timeout",
+                    )
+                self._cond.wait(remaining)
+        if notice.error is not None:
+            raise notice.error
+        assert notice.result is not None
+        return notice.result
+
+    def _lead(self, deadline: float) -> None:
+        """Commit what is queued, in this thread; called and returning with `_cond` held."""
+        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+        for notice in batch:
+            notice.taken = True
+        self._leading = True
+        self._cond.release()
         try:
-            return future.result(timeout=self.wait_s)
-        except FutureTimeout:
-            withdrawn = future.cancel()  # only if the writer has not taken it up yet
-            raise LedgerUnavailable(
-                f"the ledger did not commit the notice within {self.wait_s:g} s"
-                + ("" if withdrawn else "; it may still be recorded (a retry is a duplicate)"),
-                "timeout",
-            ) from None
+            self._write(batch, deadline)
+        finally:
+            self._cond.acquire()
+            self._leading = False
+            self._cond.notify_all()
 
     def close(self) -> None:
-        """Finish what is queued, then stop the thread and close its connection."""
-        self._queue.put((_STOP, None))
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                items = [self._queue.get()]
-                while len(items) < self.max_batch:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = any(args is _STOP for args, _ in items)
-                # A request that gave up waiting cancelled its future: leave it out.
-                items = [
-                    item
-                    for item in items
-                    if item[0] is not _STOP and item[1].set_running_or_notify_cancel()
-                ]
-                if items:
-                    self._write(items)
-                if stop:
-                    return
-        finally:
+        """Wait for a commit under way, then close the connection and the lock file."""
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
             self._release()
+            if self._lock_waiter is not None:
+                self._lock_waiter.stop()
+                self._lock_waiter = None
 
-    def _write(self, items: list) -> None:
+    def _write(self, batch: list[_Notice], deadline: float) -> None:
         try:
-            done = self._commit(self._open(), items)
+            done = self._commit(self._open(), batch, deadline)
         except BaseException as e:  # nothing of the batch is known durable: every request fails
             failure = classify(e) or e
             if isinstance(failure, LedgerUnavailable):
@@ -121,18 +146,19 @@ class GroupWriter:
             else:
                 log.error("writer.failed", exc_info=True)
             self._release()  # reopened for the next batch: a failed connection is not reused
-            for _, future in items:
-                future.set_exception(failure)
+            for notice in batch:
+                notice.error, notice.done = failure, True
             if not isinstance(e, Exception):
                 raise
             return
         self.batches += 1
-        self.notices += len(items)
-        for future, outcome in done:
+        self.notices += len(batch)
+        for notice, outcome in done:
             if isinstance(outcome, Exception):
-                future.set_exception(outcome)
+                notice.error = outcome
             else:
-                future.set_result(outcome)
+                notice.result = outcome
+            notice.done = True
 
     def _open(self) -> Ledger:
         if self._lock_fd is None:
@@ -157,29 +183,62 @@ class GroupWriter:
         if fd is not None:
             os.close(fd)
 
-    def _commit(self, ledger: Ledger, items: list) -> list:
+    def _lock(self, fd: int, deadline: float) -> None:
+        """Take the writers' flock; wait for another process's commit at most until `deadline`."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if self._lock_waiter is None:
+            self._lock_waiter = _LockWaiter()
+        taken = self._lock_waiter.flock(fd)
+        try:
+            taken.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            # The flock may still be granted later: this descriptor is given up, and closed
+            # (which lets go of the lock) once the wait ends.
+            self._lock_fd = None
+            taken.add_done_callback(lambda _: os.close(fd))
+            raise LedgerUnavailable(
+                f"the ledger did not commit the notice within {self.wait_s:g} s: another"
+                " process held the writers' lock all that time",
+                "timeout",
+            ) from None
+
+    @staticmethod
+    def _record(ledger: Ledger, notice: _Notice) -> RecordResult:
+        event, source, verified, auth = notice.args
+        return ledger.record_in_transaction(event, source=source, verified=verified, auth=auth)
+
+    def _commit(self, ledger: Ledger, batch: list[_Notice], deadline: float) -> list:
         conn, fd = ledger.conn, self._lock_fd
-        done: list[tuple[Future, RecordResult | Exception]] = []
+        done: list[tuple[_Notice, RecordResult | Exception]] = []
         if fd is None:  # _open() sets it before any commit
             raise LedgerUnavailable("the writers' lock file is not open", "lock")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock(fd, deadline)
         try:
             # The path must still name the file this connection writes to, before and after
             # the commit: a notice committed to a replaced or deleted file is not acked.
             conn.check_identity()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for (event, source, verified, auth), future in items:
-                    conn.execute("SAVEPOINT notice")
+                if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+                    notice = batch[0]
                     try:
-                        result = ledger.record_in_transaction(
-                            event, source=source, verified=verified, auth=auth
-                        )
-                        done.append((future, result))
+                        done.append((notice, self._record(ledger, notice)))
                     except Exception as e:  # noqa: BLE001 - handed to that notice's request
-                        conn.execute("ROLLBACK TO notice")
-                        done.append((future, e))
-                    conn.execute("RELEASE notice")
+                        conn.execute("ROLLBACK")
+                        return [(notice, e)]
+                else:
+                    for notice in batch:
+                        conn.execute("SAVEPOINT notice")
+                        try:
+                            done.append((notice, self._record(ledger, notice)))
+                        except Exception as e:  # noqa: BLE001 - handed to that notice's request
+                            conn.execute("ROLLBACK TO notice")
+                            done.append((notice, e))
+                        conn.execute("RELEASE notice")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -187,8 +246,38 @@ class GroupWriter:
                 raise
             conn.check_identity()
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if self._lock_fd == fd:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         return done
+
+
+class _LockWaiter:
+    """A daemon thread that waits for flocks in the kernel, so the waiter can give up."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-lock-wait", daemon=True)
+        self._thread.start()
+
+    def flock(self, fd: int) -> Future:
+        taken: Future = Future()
+        self._requests.put((fd, taken))
+        return taken
+
+    def stop(self) -> None:
+        self._requests.put((None, None))
+
+    def _run(self) -> None:
+        while True:
+            fd, taken = self._requests.get()
+            if fd is None:
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                taken.set_exception(e)
+            else:
+                taken.set_result(None)
 
 
 _writers: dict = {}
@@ -196,11 +285,11 @@ _lock = threading.Lock()
 
 
 def writer_for(path: str | Path, durability: str = "normal") -> GroupWriter:
-    """Return this process's writer for a ledger, starting it on first use (after a fork)."""
+    """Return this process's writer for a ledger, made on first use (after a fork)."""
     key = (os.getpid(), str(path), durability)
     with _lock:
         writer = _writers.get(key)
-        if writer is None or not writer.alive:  # a thread that died is replaced
+        if writer is None:
             writer = _writers[key] = GroupWriter(path, durability)
         return writer
 
