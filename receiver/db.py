@@ -70,13 +70,24 @@ def _ledger_for(path: str, durability: str) -> Ledger:
 def get_writer() -> GroupWriter | Ledger:
     """Return this process's group-commit writer for the app's ledger (see store/writer.py).
 
-    On PostgreSQL, the request's own ledger: each notice commits in its own transaction
-    and the server groups concurrent commits itself.
+    On SQLite the request needs no connection of its own: the writer checks, around each
+    commit, that the file is still the one it opened. On PostgreSQL, the request's own
+    ledger: each notice commits in its own transaction and the server groups concurrent
+    commits itself.
     """
-    ledger = get_ledger()  # the same readiness check: a missing ledger is a clear 503
-    if is_url(current_app.config["DATABASE"]):
-        return ledger
-    return writer_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+    path, durability = current_app.config["DATABASE"], current_app.config["DURABILITY"]
+    if is_url(path):
+        return get_ledger()
+    key = (os.getpid(), path)
+    if key not in _ready:  # once per process, as a thread's connection checks on opening
+        problem = ledger_problem(path)
+        if problem:
+            raise LedgerNotReady(problem)
+        _ready.add(key)
+    return writer_for(path, durability)
+
+
+_ready: set[tuple[int, str]] = set()
 
 
 def forget_ledger(ledger: Ledger | None = None) -> None:

@@ -23,12 +23,20 @@ def new_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last[0], _last[1] = ms, rand
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return _encode((ms << 80) | (rand & ((1 << 80) - 1)))
+
+
+# Two base32 digits at a time: half the steps of a digit-by-digit loop on the hot path.
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+
+
+def _encode(value: int) -> str:
+    """Return the 130-bit `value` as 26 Crockford base32 digits, most significant first."""
+    pairs = []
+    for _ in range(13):
+        pairs.append(_PAIRS[value & 1023])
+        value >>= 10
+    return "".join(reversed(pairs))
 
 
 _MAX_MS = (1 << 48) - 1
@@ -41,12 +49,7 @@ def id_floor(moment: datetime, after: bool = False) -> str:
     before 1970 or past the ids' range (year 10889) are held to its ends.
     """
     ms = min(max(int(moment.timestamp() * 1000), 0), _MAX_MS) + after
-    value = ms << 80
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return _encode(ms << 80)
 
 
 def utcnow() -> str:
@@ -56,5 +59,9 @@ def utcnow() -> str:
 
 def iso(moment: datetime) -> str:
     """Format an aware datetime the way the ledger stores every timestamp."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    # By hand: strftime costs several times more, once or twice per notice.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
