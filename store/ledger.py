@@ -278,12 +278,11 @@ class Ledger(
         if event.media_id:
             # A job we submitted whose API answer (with the job id) is not recorded yet,
             # or a notice such as TranscodeComplete that carries no job id at all.
-            job = self._fetch_job(
-                f"media_id = ? AND kind = ? AND {where} AND state IN ({_OPEN_SQL})"
-                + (" AND provider_job_id IS NULL" if event.provider_job_id else "")
-                + " ORDER BY id DESC LIMIT 1",
-                (event.media_id, kind, *scope, *_OPEN),
-                lock=True,
+            job = self._newest_for_media(
+                event.media_id,
+                f"kind = ? AND {where} AND state IN ({_OPEN_SQL})"
+                + (" AND provider_job_id IS NULL" if event.provider_job_id else ""),
+                (kind, *scope, *_OPEN),
             )
             if job is not None:
                 if event.provider_job_id:
@@ -296,10 +295,8 @@ class Ledger(
             if not event.provider_job_id and event.occurred_at:
                 # A late or repeated notice about a video's job that already finished
                 # belongs to that job, not to a new one that would never finish.
-                job = self._fetch_job(
-                    f"media_id = ? AND kind = ? AND {where} ORDER BY id DESC LIMIT 1",
-                    (event.media_id, kind, *scope),
-                    lock=True,
+                job = self._newest_for_media(
+                    event.media_id, f"kind = ? AND {where}", (kind, *scope)
                 )
                 if job is not None and (job["last_event_at"] or "") >= event.occurred_at:
                     return job, False
