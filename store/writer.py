@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .errors import LedgerUnavailable, classify
 from .ledger import Ledger, NormalizedEvent, RecordResult, open_ledger
 
@@ -77,6 +78,7 @@ class GroupWriter:
         self._ledger: Ledger | None = None
         self._lock_fd: int | None = None
         self._lock_waiter: _LockWaiter | None = None
+        self._checkpointer = Checkpointer(path)
 
     def record_event(
         self, event: NormalizedEvent, *, source: str, verified: bool, auth: str | None = None
@@ -91,7 +93,7 @@ class GroupWriter:
             self._queue.append(notice)
             while not notice.done:
                 if not self._leading:
-                    self._lead(deadline)
+                    self._lead(notice, deadline)
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -112,15 +114,32 @@ class GroupWriter:
         assert notice.result is not None
         return notice.result
 
-    def _lead(self, deadline: float) -> None:
-        """Commit what is queued, in this thread; called and returning with `_cond` held."""
-        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-        for notice in batch:
-            notice.taken = True
+    def _lead(self, own: _Notice, deadline: float) -> None:
+        """Commit what is queued, in this thread; called and returning with `_cond` held.
+
+        The batch is taken only once this process holds the writers' lock: notices that
+        arrive while another process commits join it.
+        """
         self._leading = True
         self._cond.release()
         try:
-            self._write(batch, deadline)
+            try:
+                ledger = self._open()
+                self._lock(deadline)
+            except BaseException as e:
+                with self._cond:
+                    if not own.taken:  # still queued: nobody takes while this one leads
+                        self._queue.remove(own)
+                    own.error, own.done = self._failure(e), True
+                if not isinstance(e, Exception):
+                    raise
+                return
+            with self._cond:
+                size = min(len(self._queue), self.max_batch)
+                batch = [self._queue.popleft() for _ in range(size)]
+                for notice in batch:
+                    notice.taken = True
+            self._write(ledger, batch)
         finally:
             self._cond.acquire()
             self._leading = False
@@ -135,17 +154,24 @@ class GroupWriter:
             if self._lock_waiter is not None:
                 self._lock_waiter.stop()
                 self._lock_waiter = None
+        self._checkpointer.stop()
 
-    def _write(self, batch: list[_Notice], deadline: float) -> None:
+    def _failure(self, e: BaseException) -> BaseException:
+        """Log a ledger failure, drop the connection and lock file, and return what to raise."""
+        failure = classify(e) or e
+        if isinstance(failure, LedgerUnavailable):
+            log.error("writer.unavailable", extra={"error": str(failure)})
+        else:
+            log.error("writer.failed", exc_info=e)
+        self._release()  # reopened for the next batch: a failed connection is not reused
+        return failure
+
+    def _write(self, ledger: Ledger, batch: list[_Notice]) -> None:
+        """Commit `batch` under the writers' lock (held on entry, let go here)."""
         try:
-            done = self._commit(self._open(), batch, deadline)
+            done = self._commit(ledger, batch)
         except BaseException as e:  # nothing of the batch is known durable: every request fails
-            failure = classify(e) or e
-            if isinstance(failure, LedgerUnavailable):
-                log.error("writer.unavailable", extra={"error": str(failure)})
-            else:
-                log.error("writer.failed", exc_info=True)
-            self._release()  # reopened for the next batch: a failed connection is not reused
+            failure = self._failure(e)
             for notice in batch:
                 notice.error, notice.done = failure, True
             if not isinstance(e, Exception):
@@ -171,6 +197,9 @@ class GroupWriter:
                 ) from None
         if self._ledger is None:
             self._ledger = open_ledger(self.path, self.durability)
+            # Checkpoints run on their own thread (store/checkpoint.py); past this many
+            # pages a commit still runs one itself.
+            self._ledger.conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         return self._ledger
 
     def _release(self) -> None:
@@ -183,8 +212,11 @@ class GroupWriter:
         if fd is not None:
             os.close(fd)
 
-    def _lock(self, fd: int, deadline: float) -> None:
+    def _lock(self, deadline: float) -> None:
         """Take the writers' flock; wait for another process's commit at most until `deadline`."""
+        fd = self._lock_fd
+        if fd is None:  # _open() sets it first
+            raise LedgerUnavailable("the writers' lock file is not open", "lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
@@ -211,12 +243,9 @@ class GroupWriter:
         event, source, verified, auth = notice.args
         return ledger.record_in_transaction(event, source=source, verified=verified, auth=auth)
 
-    def _commit(self, ledger: Ledger, batch: list[_Notice], deadline: float) -> list:
+    def _commit(self, ledger: Ledger, batch: list[_Notice]) -> list:
         conn, fd = ledger.conn, self._lock_fd
         done: list[tuple[_Notice, RecordResult | Exception]] = []
-        if fd is None:  # _open() sets it before any commit
-            raise LedgerUnavailable("the writers' lock file is not open", "lock")
-        self._lock(fd, deadline)
         try:
             # The path must still name the file this connection writes to, before and after
             # the commit: a notice committed to a replaced or deleted file is not acked.

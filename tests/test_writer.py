@@ -1,14 +1,16 @@
 """Group commit: concurrent notices share transactions; a bad one fails alone."""
 
 import json
+import os
 import threading
 
 import pytest
 
+import store.checkpoint
 from receiver.providers import aliyun_vod
 from store import open_ledger
 from store.writer import GroupWriter
-from tests.helpers import fixture_json
+from tests.helpers import fixture_json, wait_for
 
 
 def notices(n: int, prefix: str = "g"):
@@ -88,5 +90,28 @@ def test_a_failed_commit_fails_every_caller(db_path):
             writer.record_event(notices(1, "after")[0], source="http", verified=True).state
             == "succeeded"
         )
+    finally:
+        writer.close()
+
+
+def test_commits_leave_checkpoints_to_the_checkpoint_thread(db_path, monkeypatch):
+    monkeypatch.setattr(store.checkpoint, "INTERVAL_S", 3600.0)  # this test's thread only
+    writer = GroupWriter(db_path)
+    try:
+        size = os.path.getsize(db_path)
+        for event in notices(150):  # about 2,000 WAL pages: past SQLite's default of 1,000
+            writer.record_event(event, source="http", verified=True)
+        # No commit copied its pages back into the ledger file: it has not grown.
+        assert os.path.getsize(db_path) == size
+        checkpointer = store.checkpoint.Checkpointer(db_path, interval_s=0.05)
+        try:
+            wait_for(lambda: checkpointer.runs > 0, what="a checkpoint")
+        finally:
+            checkpointer.stop()
+        assert os.path.getsize(db_path) > size
+        with open_ledger(db_path) as led:
+            busy, log, done = led.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert busy == 0 and log == done  # nothing left to copy
+            assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 150
     finally:
         writer.close()
