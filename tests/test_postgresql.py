@@ -198,6 +198,28 @@ def test_hot_queries_use_the_indexes(pg_url):
         assert "events_pkey" in prune, prune
 
 
+def test_a_notice_finds_its_videos_job_through_jobs_media_before_any_analyze(pg_url):
+    """A young table has no statistics: the lookup of a video's job must not depend on them
+    (it once walked jobs_kind_id through every job of the kind)."""
+    with open_ledger(pg_url) as ledger:
+        ledger.conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+        ledger.record_events(
+            [json_event(f"young-{i}") for i in range(2000)], source="http", verified=True
+        )
+        ledger.conn.execute("SELECT pg_stat_reset()")
+        ledger.record_event(json_event("young-new"), source="http", verified=True)
+        ledger.record_event(json_event("young-7"), source="http", verified=True)  # a duplicate
+        ledger.conn.execute("SELECT pg_stat_force_next_flush()")
+        ledger.conn.execute("SELECT 1")  # the flush happens at the end of a transaction
+        read = dict(
+            ledger.conn.execute(
+                "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes WHERE relname = 'jobs'"
+            ).fetchall()
+        )
+    assert read["jobs_kind_id"] == 0, read
+    assert read["jobs_media"] < 10, read
+
+
 def test_a_command_reconnects_after_the_server_dropped_its_connection(pg_url, pg_cluster):
     event = json_event("after-restart")
     with open_ledger(pg_url) as ledger:
