@@ -59,6 +59,9 @@ class Backend:
     index_hints: bool
     # Whether deadlocks and serialization failures are rolled back for a retry.
     retries: bool
+    # Whether a notice's statements can be sent without waiting for each answer
+    # (psycopg's pipeline mode: one network round trip until a result is needed).
+    pipelines: bool = False
 
     def hint(self, index: str) -> str:
         """Return ` INDEXED BY <index>` where the engine needs it, else nothing."""
@@ -87,4 +90,5 @@ POSTGRES = Backend(
     creation_order="id",
     index_hints=False,
     retries=True,
+    pipelines=True,
 )

@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import cast
 
 from .connection import connect
 from .errors import LedgerError
@@ -61,7 +62,7 @@ class Checkpointer:
                         continue  # another process is checkpointing
                     try:
                         if conn is None:
-                            conn = connect(self.path)  # type: ignore[assignment]
+                            conn = cast(LedgerConnection, connect(self.path))
                         conn.check_identity()
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                         self.runs += 1

@@ -82,21 +82,28 @@ class LedgerBase:
     conn: Any = None  # sqlite3.Connection, or store.pg.PgConnection
     db: Any = None  # the sqlite-utils Database on SQLite, else None
 
-    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+    def _write(self, fn: Callable[..., T], *args: Any, pipelined: bool = False) -> T:
         """Run `fn(*args)` in one write transaction and commit it.
 
         PostgreSQL rolls back one side of a deadlock or serialization conflict; that
         transaction is run again from the start, after a short random pause. A transient
         error (busy, disk full, server gone) becomes LedgerUnavailable.
+
+        :param pipelined: on PostgreSQL, run the transaction in pipeline mode: a statement
+          whose result `fn` does not fetch goes out with the next one that it does, and
+          COMMIT with them. Only for `fn` that reads nothing but fetched rows (a cursor's
+          `rowcount` is not known until its result arrives).
         """
         conn, backend = self.conn, self.backend
+        batched = pipelined and backend.pipelines
         attempt = 0
         while True:
             try:
-                conn.execute(backend.begin)
                 try:
-                    result = fn(*args)
-                    conn.commit()
+                    with conn.pipeline() if batched else contextlib.nullcontext():
+                        conn.execute(backend.begin)
+                        result = fn(*args)
+                        conn.commit()
                 except BaseException:
                     _quiet_rollback(conn)
                     raise

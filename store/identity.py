@@ -13,6 +13,7 @@ the old file's pages to the new one. The process remembers it, and a marker file
 `<ledger>-replaced` tells every other process, restarted ones included, until removed.
 """
 
+import contextlib
 import os
 import sqlite3
 
@@ -60,6 +61,10 @@ class LedgerConnection(sqlite3.Connection):
 
     ledger_path: str = ""
     identity: tuple[int, int] | None = None
+
+    def pipeline(self) -> contextlib.AbstractContextManager:
+        """Nothing to batch: SQLite runs in this process (PostgreSQL's connection batches)."""
+        return contextlib.nullcontext()
 
     def remember_file(self, path: str) -> None:
         """Record the file at `path` as the one this connection writes to."""

@@ -179,7 +179,8 @@ class Ledger(
                 verified=verified,
                 auth=auth,
                 replay_of=replay_of,
-            )
+            ),
+            pipelined=True,
         )
 
     def record_events(
@@ -203,7 +204,7 @@ class Ledger(
                 for event in events
             ]
 
-        return self._write(record_all)
+        return self._write(record_all, pipelined=True)
 
     def record_in_transaction(
         self,
@@ -231,6 +232,7 @@ class Ledger(
             ).fetchone()
             if original is not None:
                 state = self._state_of(original[1])
+                self._count_notice(source, event, "duplicate")
                 event_id = self._insert_event(
                     event,
                     now,
@@ -242,7 +244,6 @@ class Ledger(
                     key,
                     duplicate_of=original[0],
                 )
-                self._count_notice(source, event, "duplicate")
                 return RecordResult(event_id, original[1], state, state, original[0], False)
         job: dict | None = None
         created = False
@@ -250,6 +251,9 @@ class Ledger(
             job, created = self._match_job(event, event.kind, now)
         previous = None if (job is None or created) else job["state"]
         state = self._apply(job, created, event, now) if job is not None else None
+        # Counted before the event's INSERT, whose id is the one result this needs: on
+        # PostgreSQL every write of the notice then goes out in one round trip.
+        self._count_notice(source, event, "replayed" if replay_of else "recorded")
         event_id = self._insert_event(
             event,
             now,
@@ -261,7 +265,6 @@ class Ledger(
             key,
             replay_of=replay_of,
         )
-        self._count_notice(source, event, "replayed" if replay_of else "recorded")
         job_id = job["id"] if job is not None else None
         return RecordResult(event_id, job_id, state, previous, None, created)
 

@@ -6,6 +6,7 @@ snapshot or a lock. Statements keep SQLite's `?` placeholders; each distinct tex
 translated to psycopg's `%s` once and cached.
 """
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -48,10 +49,20 @@ class PgConnection:
         A long-running command's connection that broke (a server restart, a failover) is
         replaced when the next transaction begins, never in the middle of one.
         """
-        if sql == "BEGIN" and self.raw.broken and self._url is not None:
+        if sql == "BEGIN":
+            self._reconnect_if_broken()
+        return self.raw.execute(_sql(sql), params)
+
+    def pipeline(self) -> contextlib.AbstractContextManager:
+        """Enter pipeline mode for a transaction: statements go out without waiting for
+        their answers, until a result is fetched or the block ends (see store/ledger.py)."""
+        self._reconnect_if_broken()
+        return self.raw.pipeline()
+
+    def _reconnect_if_broken(self) -> None:
+        if self.raw.broken and self._url is not None:
             self.raw.close()
             self.raw = psycopg.connect(self._url, **connection_options())
-        return self.raw.execute(_sql(sql), params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
         """Run one statement for each row of parameters."""
@@ -66,7 +77,9 @@ class PgConnection:
 
     def commit(self) -> None:
         """Commit the open transaction, if any."""
-        if self.in_transaction:
+        # In pipeline mode the status is only known at the next sync: COMMIT goes out anyway
+        # (without a transaction the server only warns).
+        if self.in_transaction or self.raw.pgconn.pipeline_status != pq.PipelineStatus.OFF:
             self.raw.execute("COMMIT")
 
     def rollback(self) -> None:

@@ -275,7 +275,7 @@ class GroupWriter:
                 raise
             conn.check_identity()
         finally:
-            if self._lock_fd == fd:
+            if fd is not None and self._lock_fd == fd:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         return done
 

@@ -220,6 +220,19 @@ def test_a_notice_finds_its_videos_job_through_jobs_media_before_any_analyze(pg_
     assert read["jobs_media"] < 10, read
 
 
+def test_a_recorded_notice_is_committed_when_recording_returns(pg_url):
+    """Notices go out in pipeline mode; the COMMIT must have gone out and succeeded too."""
+    with open_ledger(pg_url) as ledger, psycopg.connect(pg_url, autocommit=True) as other:
+        for i in range(3):
+            ledger.record_event(json_event(f"seen-{i}"), source="http", verified=True)
+            assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == i + 1
+        ledger.record_events(
+            [json_event("seen-a"), json_event("seen-b")], source="mns", verified=True
+        )
+        assert other.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 5
+        assert not ledger.conn.in_transaction
+
+
 def test_a_command_reconnects_after_the_server_dropped_its_connection(pg_url, pg_cluster):
     event = json_event("after-restart")
     with open_ledger(pg_url) as ledger:
