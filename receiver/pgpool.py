@@ -40,7 +40,7 @@ def _pool(url: str) -> ConnectionPool:
                 url,
                 min_size=1,
                 max_size=pool_size(),
-                kwargs=connection_options(),
+                kwargs=connection_options(url),
                 timeout=POOL_TIMEOUT_S,
                 name="jobledger",
                 open=False,

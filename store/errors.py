@@ -9,7 +9,8 @@ not fixed by retrying.
 Errors are classified by the driver's error code, never by the words of its message:
 SQLite's primary result codes, and PostgreSQL's SQLSTATE classes 08 (connection), 40
 (transaction rollback: deadlock, serialization), 53 (insufficient resources) and 57
-(operator intervention: shutdown, cancel).
+(operator intervention: shutdown, cancel), and the code 55P03 (a lock wait that ran past
+`lock_timeout`, PostgreSQL's counterpart of SQLITE_BUSY).
 """
 
 import sqlite3
@@ -28,6 +29,13 @@ _PG_TRANSIENT = {
     "40": "conflict",
     "53": "server out of resources",
     "57": "server shutting down",
+}
+_PG_TRANSIENT_CODES = {
+    # lock_not_available: a row, advisory or table lock held past lock_timeout (store/pg.py).
+    # Not run again in place: that would wait out the timeout once per attempt.
+    "55P03": "busy",
+    # query_canceled: a statement_timeout of the operator's own, or pg_cancel_backend().
+    "57014": "cancelled",
 }
 _PG_RETRY_IN_PLACE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
@@ -71,7 +79,7 @@ def classify(exc: BaseException) -> LedgerUnavailable | None:
         return None
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate is not None:
-        reason = _PG_TRANSIENT.get(sqlstate[:2])
+        reason = _PG_TRANSIENT_CODES.get(sqlstate) or _PG_TRANSIENT.get(sqlstate[:2])
     elif any(c.__name__ == "OperationalError" for c in type(exc).__mro__):
         # psycopg raises OperationalError without a SQLSTATE when it cannot connect at
         # all, and psycopg_pool's PoolTimeout is one: the server is down or busy.

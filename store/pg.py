@@ -7,12 +7,14 @@ translated to psycopg's `%s` once and cached.
 """
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import conninfo, pq
 
+from . import connection as _sqlite
 from .backend import redact
 from .errors import LedgerUnavailable, is_transient
 
@@ -38,10 +40,12 @@ class PgConnection:
         raw: psycopg.Connection,
         release: Callable[[psycopg.Connection], None] | None = None,
         url: str | None = None,
+        options: dict | None = None,
     ):
         self.raw = raw
         self._release = release  # give the connection back to its pool instead of closing
         self._url = url  # a connection of its own reconnects after the server went away
+        self._options = options if options is not None else {}  # ... with the same options
 
     def execute(self, sql: str, params: Sequence = ()) -> psycopg.Cursor:
         """Run one statement; return its cursor (fetchone, fetchall, iteration, rowcount).
@@ -62,7 +66,7 @@ class PgConnection:
     def _reconnect_if_broken(self) -> None:
         if self.raw.broken and self._url is not None:
             self.raw.close()
-            self.raw = psycopg.connect(self._url, **connection_options())
+            self.raw = psycopg.connect(self._url, **self._options)
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
         """Run one statement for each row of parameters."""
@@ -99,26 +103,44 @@ class PgConnection:
             self.raw.close()
 
 
-def connect(url: str) -> PgConnection:
+def connect(url: str, *, wait_for_locks: bool = False) -> PgConnection:
     """Open one connection (commands and consumers; web workers use a pool).
 
+    :param wait_for_locks: wait for a lock however long it is held (init-db, behind another
+      host's migration); otherwise a lock wait gives up after the busy timeout
     :raises LedgerUnavailable: the server cannot be reached (named, without the password)
     """
+    options = connection_options(url, lock_timeout=not wait_for_locks)
     try:
-        return PgConnection(psycopg.connect(url, **connection_options()), url=url)
+        return PgConnection(psycopg.connect(url, **options), url=url, options=options)
     except Exception as e:
         if is_transient(e):
             raise LedgerUnavailable(describe_failure(url, e)) from None
         raise
 
 
-def connection_options() -> dict:
-    """Return the psycopg.connect keyword arguments every ledger connection uses."""
-    return {
+def connection_options(url: str, *, lock_timeout: bool = True) -> dict:
+    """Return the psycopg.connect keyword arguments every ledger connection to `url` uses.
+
+    Every lock wait (a row, an advisory lock, an uncommitted duplicate key) gives up after
+    SQLite's busy timeout, so a ledger held by a stuck transaction answers "busy" (503, a
+    deferred batch) as SQLite does, instead of holding a request thread forever. It is a
+    startup parameter, not a SET after connecting: the pool passes these arguments to every
+    connection it opens, it costs no round trip, and RESET ALL keeps it. The options the
+    URL (or PGOPTIONS) already has come after it, so they still apply and a `-c
+    lock_timeout=...` of the operator's own wins; psycopg would otherwise replace them.
+    """
+    options: dict = {
         "autocommit": True,
         "connect_timeout": CONNECT_TIMEOUT_S,
         "application_name": "jobledger",
     }
+    if lock_timeout:
+        params = conninfo.conninfo_to_dict(url)
+        own = params["options"] if "options" in params else os.environ.get("PGOPTIONS", "")
+        lock_timeout_ms = max(1, round(_sqlite.BUSY_TIMEOUT_S * 1000))
+        options["options"] = f"-c lock_timeout={lock_timeout_ms} {own}".strip()
+    return options
 
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

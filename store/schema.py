@@ -26,7 +26,8 @@ def migrate(database: str | Path) -> list[str]:
         from . import pg_schema
         from .pg import connect as connect_pg
 
-        conn = connect_pg(str(database))
+        # Waits, however long, for another host's init-db to finish its migrations.
+        conn = connect_pg(str(database), wait_for_locks=True)
         try:
             return pg_schema.migrate(conn)
         finally:

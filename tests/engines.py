@@ -11,11 +11,13 @@ Without the binaries the PostgreSQL tests are skipped, saying how to install the
 under CI (`CI=true`), where they fail.
 """
 
+import contextlib
 import glob
 import itertools
 import os
 import pwd
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -193,3 +195,30 @@ def ledger_text(ledger) -> str:
         for (table,) in tables.fetchall()
         for row in ledger.conn.execute(f"SELECT * FROM {table}")
     )
+
+
+@contextlib.contextmanager
+def holding_writes(database):
+    """Keep every notice from being written until the block ends, as a stuck writer would.
+
+    SQLite: another connection holds the write lock (`BEGIN IMMEDIATE`). PostgreSQL: another
+    transaction holds the events table in EXCLUSIVE mode, as a long migration or an
+    operator's forgotten transaction can; reads go on, every insert of a notice waits.
+    """
+    if str(database).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(database), autocommit=True) as conn:
+            conn.execute("BEGIN")
+            conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            try:
+                yield
+            finally:
+                conn.execute("ROLLBACK")
+        return
+    writer = sqlite3.connect(database, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        writer.close()  # rolls the transaction back

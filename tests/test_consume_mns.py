@@ -22,6 +22,7 @@ from receiver.providers import queue as mns_parser
 from receiver.workers import mns as mns_worker
 from receiver.workers.batch import Fatal
 from store import migrate, open_ledger
+from tests.engines import holding_writes
 from tests.fakes.mns import FakeMNS
 from tests.helpers import FIXTURES, count, fixture_bytes, flask_command, free_port, wait_for
 
@@ -296,19 +297,14 @@ def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings)
     assert ledger.stats()["total"] == 1  # recorded; it comes back later as a duplicate
 
 
-@pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_the_batch_for_redelivery(mns, consume, ledger, db_path, monkeypatch):
+    # SQLite's busy timeout, and PostgreSQL's lock_timeout (store/pg.py)
     monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(mns_worker, "DEFER_BASE_S", 1)
     for body in unique_bodies(3):
         mns.send(QUEUE, body)
-    blocker = sqlite3.connect(db_path)
-    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
-    try:
+    with holding_writes(db_path):  # another writer holds the lock past the timeout
         result = consume()
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert result.exit_code == 1
     assert "3 message(s) left for redelivery" in result.output
     assert count(db_path) == 0

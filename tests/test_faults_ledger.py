@@ -23,17 +23,20 @@ from pathlib import Path
 
 import pytest
 
+import store.connection
 from receiver.providers import aliyun_vod
 from receiver.workers.batch import Delivery, Fatal, apply_batch
 from store import migrate, open_ledger
 from store.errors import LedgerUnavailable, classify
 from store.writer import GroupWriter
+from tests.engines import holding_writes
 from tests.helpers import (
     AUTH_KEYS,
     CALLBACK_URL,
     OPS_TOKEN,
     ROOT,
     SIGN_KEY,
+    count,
     fixture_json,
     free_port,
     http,
@@ -208,18 +211,18 @@ def _apply(ledger, deliveries):
     )
 
 
-def test_a_consumer_defers_a_batch_while_the_ledger_is_busy(db_path):
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        with open_ledger(db_path) as ledger:
-            ledger.conn.execute("PRAGMA busy_timeout=50")
-            deliveries = _deliveries(3)
-            out = _apply(ledger, deliveries)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+@pytest.mark.engines
+def test_a_consumer_defers_a_batch_while_the_ledger_is_busy(db_path, monkeypatch):
+    # SQLite's busy timeout, and PostgreSQL's lock_timeout (store/pg.py)
+    monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.05)
+    deliveries = _deliveries(3)
+    with holding_writes(db_path), open_ledger(db_path) as ledger:
+        out = _apply(ledger, deliveries)
     assert out.done == [] and out.deferred == deliveries  # nothing acknowledged
+    with open_ledger(db_path) as ledger:
+        out = _apply(ledger, deliveries)  # the same batch, redelivered, once the lock is free
+    assert out.deferred == [] and len(out.done) == 3
+    assert count(db_path) == 3
 
 
 def test_a_consumer_stops_when_a_notice_can_be_neither_recorded_nor_quarantined(db_path):

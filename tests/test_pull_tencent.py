@@ -15,6 +15,7 @@ import pytest
 import store.connection
 from receiver.providers import tencent_vod
 from receiver.workers import tencent_pull
+from tests.engines import holding_writes
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 from tests.helpers import (
     FIXTURES,
@@ -161,8 +162,8 @@ def test_poison_events_are_quarantined_confirmed_and_replayable(
     assert [json.loads(r["body"]) for r in ledger.quarantined()] == [bad]
 
 
-@pytest.mark.sqlite_only
 def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch):
+    # SQLite's busy timeout, and PostgreSQL's lock_timeout (store/pg.py)
     monkeypatch.setattr(store.connection, "BUSY_TIMEOUT_S", 0.2)
     # pull_wait < confirm_timeout: the run ends before Tencent would hand the event out again
     with FakeTencentAPI(SECRET_ID, SECRET_KEY, confirm_timeout=1, pull_wait=0.3) as api:
@@ -172,13 +173,8 @@ def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch)
             TENCENT_VOD_ENDPOINT=api.endpoint,
         )
         api.push_event(procedure("1256768367-Procedure-busy"))
-        blocker = sqlite3.connect(db_path)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with holding_writes(db_path):
             result = app.test_cli_runner().invoke(args=["pull-tencent", "--once"])
-        finally:
-            blocker.rollback()
-            blocker.close()
         assert result.exit_code == 1
         assert "1 event(s) left unconfirmed" in result.output
         assert api.confirmed == [] and count(db_path) == 0
