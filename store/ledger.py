@@ -280,14 +280,19 @@ class Ledger(
                 return job, False
         if event.media_id:
             # A job we submitted whose API answer (with the job id) is not recorded yet,
-            # or a notice such as TranscodeComplete that carries no job id at all.
+            # or a notice such as TranscodeComplete that carries no job id at all. Failing
+            # that, a late or repeated notice about a video's job that already finished
+            # belongs to that job, not to a new one that would never finish: both are
+            # looked for in one statement.
+            late = not event.provider_job_id and event.occurred_at
             job = self._newest_for_media(
                 event.media_id,
                 f"kind = ? AND {where} AND state IN ({_OPEN_SQL})"
                 + (" AND provider_job_id IS NULL" if event.provider_job_id else ""),
                 (kind, *scope, *_OPEN),
+                or_else=(f"kind = ? AND {where}", (kind, *scope)) if late else None,
             )
-            if job is not None:
+            if job is not None and job["state"] in _OPEN:
                 if event.provider_job_id:
                     self.conn.execute(
                         "UPDATE jobs SET provider_job_id = ? WHERE id = ?",
@@ -295,14 +300,8 @@ class Ledger(
                     )
                     job["provider_job_id"] = event.provider_job_id
                 return job, False
-            if not event.provider_job_id and event.occurred_at:
-                # A late or repeated notice about a video's job that already finished
-                # belongs to that job, not to a new one that would never finish.
-                job = self._newest_for_media(
-                    event.media_id, f"kind = ? AND {where}", (kind, *scope)
-                )
-                if job is not None and (job["last_event_at"] or "") >= event.occurred_at:
-                    return job, False
+            if job is not None and (job["last_event_at"] or "") >= (event.occurred_at or ""):
+                return job, False
         job = new_job(
             provider=event.provider,
             service=event.service,

@@ -41,23 +41,36 @@ class JobRows(LedgerBase):
         row = self.conn.execute(sql, params).fetchone()
         return None if row is None else job_from_row(row)
 
-    def _newest_for_media(self, media_id: str, where: str, params: tuple) -> dict | None:
+    def _newest_for_media(
+        self,
+        media_id: str,
+        where: str,
+        params: tuple,
+        *,
+        or_else: tuple[str, tuple] | None = None,
+    ) -> dict | None:
         """Return the newest job of a media matching `where`, its row held until the commit.
 
-        The media's jobs are found first, by `media_id` alone, which only jobs_media can
-        serve; `where` (on kind, provider, service, state, provider_job_id) then picks among
-        those few rows and is checked again on the locked row, which may have changed
+        With `or_else` (a condition and its parameters), the newest job matching that one
+        when none matches `where`. The media's jobs are found first, by `media_id` alone,
+        which only jobs_media can serve; the conditions then pick among those few rows, and
+        the one that chose is checked again on the locked row, which may have changed
         meanwhile. Asked for `... AND kind = ? ORDER BY id DESC LIMIT 1` directly,
         PostgreSQL, misled by a young table's statistics, walked jobs_kind_id backwards
         through every job of the kind: 0.5 ms at 3,000 jobs, growing with the table, until
         autovacuum's first ANALYZE (bench/).
         """
+        newest = f"(SELECT MAX(id) FROM media WHERE {where})"
+        check, check_params = where, params
+        if or_else is not None:
+            check, check_params = or_else
+            newest = f"COALESCE({newest}, (SELECT MAX(id) FROM media WHERE {check}))"
+            params = params + check_params
         row = self.conn.execute(
             "WITH media AS MATERIALIZED (SELECT id, provider, service, kind, state,"
-            " provider_job_id FROM jobs WHERE media_id = ?)"
-            f" SELECT {JOB_COLUMNS} FROM jobs WHERE id = (SELECT MAX(id) FROM media WHERE {where})"
-            f" AND {where}{self.backend.for_update}",
-            (media_id, *params, *params),
+            f" provider_job_id FROM jobs WHERE media_id = ?) SELECT {JOB_COLUMNS} FROM jobs"
+            f" WHERE id = {newest} AND {check}{self.backend.for_update}",
+            (media_id, *params, *check_params),
         ).fetchone()
         return None if row is None else job_from_row(row)
 
