@@ -4,6 +4,9 @@ Verify the VOD signature, parse the JSON, INSERT the raw body under a unique con
 into SQLite in WAL mode, commit per request, answer 200 (a redelivery is ignored, still
 200). No jobs, no state machine, no metrics: what any correct receiver must at least do.
 `RECEIVER_DURABILITY=full` makes it fsync every commit, as jobledger's `full` does.
+With `BENCH_DURABLE_DB` a postgresql:// URL it writes to PostgreSQL instead (psycopg 3, a
+connection per thread, each INSERT its own transaction: durable as the server's
+`synchronous_commit` says).
 Served by the same gunicorn.conf.py as jobledger: `gunicorn -c gunicorn.conf.py
 bench.durable_app:app`, with `BENCH_DURABLE_DB` naming its database file.
 """
@@ -25,13 +28,28 @@ KEYS = [k for k in os.environ.get("RECEIVER_ALIYUN_VOD_AUTH_KEYS", "").split(","
 SYNC = "FULL" if os.environ.get("RECEIVER_DURABILITY") == "full" else "NORMAL"
 
 
-def _conn() -> sqlite3.Connection:
+DB = os.environ.get("BENCH_DURABLE_DB", "")
+POSTGRES = DB.startswith(("postgresql://", "postgres://"))
+INSERT = (
+    "INSERT INTO notices VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    if POSTGRES
+    else "INSERT OR IGNORE INTO notices VALUES (?, ?)"
+)
+
+
+def _conn():
     conn = getattr(_local, "conn", None)
     if conn is None or getattr(_local, "pid", None) != os.getpid():
-        conn = sqlite3.connect(os.environ["BENCH_DURABLE_DB"], timeout=5, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={SYNC}")
-        conn.execute("CREATE TABLE IF NOT EXISTS notices (hash BLOB UNIQUE, body TEXT)")
+        if POSTGRES:
+            import psycopg
+
+            conn = psycopg.connect(DB, autocommit=True)
+            conn.execute("CREATE TABLE IF NOT EXISTS notices (hash bytea UNIQUE, body text)")
+        else:
+            conn = sqlite3.connect(DB, timeout=5, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={SYNC}")
+            conn.execute("CREATE TABLE IF NOT EXISTS notices (hash BLOB UNIQUE, body TEXT)")
         _local.conn, _local.pid = conn, os.getpid()
     return conn
 
@@ -49,7 +67,7 @@ def receive():
     body = request.get_data(cache=False)
     doc = json.loads(body)
     digest = hashlib.sha256(body).digest()[:16]
-    _conn().execute("INSERT OR IGNORE INTO notices VALUES (?, ?)", (digest, body.decode()))
+    _conn().execute(INSERT, (digest, body.decode()))
     return jsonify(ok=True, event_type=doc.get("EventType")), 200
 
 

@@ -47,36 +47,98 @@ from bench.common import (
 from store import migrate
 
 
+class SqliteEngine:
+    """Each app's database is a file in the run's temporary directory."""
+
+    name = "sqlite"
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+
+    def databases(self, durability: str) -> tuple[str, str]:
+        """Return the ledger and the durable receiver's database for one durability."""
+        return (
+            str(self.workdir / f"ingest-{durability}.db"),
+            str(self.workdir / f"durable-{durability}.db"),
+        )
+
+    def cpu_seconds(self) -> float:
+        return 0.0  # in the app's own processes
+
+    def stop(self) -> None:
+        pass
+
+
+class PostgresEngine:
+    """Both databases on one throwaway PostgreSQL cluster (bench/pg_ingest.py)."""
+
+    name = "postgresql"
+
+    def __init__(self):
+        from bench.pg_ingest import DurableCluster
+
+        self.cluster = DurableCluster()
+
+    def databases(self, durability: str) -> tuple[str, str]:
+        import psycopg
+
+        urls = []
+        with psycopg.connect(self.cluster.url, autocommit=True) as admin:
+            for name in (f"ledger_{durability}", f"durable_{durability}"):
+                admin.execute(f"CREATE DATABASE {name}")
+                urls.append(self.cluster.url.replace("/ledger?", f"/{name}?"))
+        with psycopg.connect(urls[1], autocommit=True) as conn:  # before its threads race to
+            conn.execute("CREATE TABLE notices (hash bytea UNIQUE, body text)")
+        return urls[0], urls[1]
+
+    def cpu_seconds(self) -> float:
+        return self.cluster.cpu_seconds()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
 def one_round(server: Server, script: Path, args) -> dict:
-    cpu0 = server.cpu_seconds()
+    cpu0, db0 = server.cpu_seconds(), args.engine.cpu_seconds()
     result = run_wrk(server.base, script, args.duration, args.connections, args.wrk_threads)
-    cpu = server.cpu_seconds() - cpu0
-    result["server_cpu_ms_per_req"] = cpu * 1000 / max(result["requests"], 1)
-    result["server_cpu_share"] = cpu / (result["duration_us"] / 1e6)
+    cpu, db_cpu = server.cpu_seconds() - cpu0, args.engine.cpu_seconds() - db0
+    n = max(result["requests"], 1)
+    # Server CPU counts the database server's processes too (PostgreSQL), shown apart.
+    result["server_cpu_ms_per_req"] = (cpu + db_cpu) * 1000 / n
+    result["db_cpu_ms_per_req"] = db_cpu * 1000 / n
+    result["server_cpu_share"] = (cpu + db_cpu) / (result["duration_us"] / 1e6)
     return result
 
 
-def durable_rows(db: Path) -> int:
-    conn = sqlite3.connect(db)
+def _query(database: str, sql: str):
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            value = conn.execute(sql).fetchone()[0]  # type: ignore[index]
+            return int(value) if not isinstance(value, str) else value  # SUM is numeric
+    conn = sqlite3.connect(database)
     try:
-        return conn.execute("SELECT COUNT(*) FROM notices").fetchone()[0]
+        return conn.execute(sql).fetchone()[0]
     finally:
         conn.close()
 
 
-def ledger_counts(db: Path) -> dict:
-    conn = sqlite3.connect(db)
-    try:
-        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-        return {
-            "events": one("SELECT COUNT(*) FROM events"),
-            "originals": one("SELECT COUNT(*) FROM events WHERE duplicate_of IS NULL"),
-            "jobs": one("SELECT COUNT(*) FROM jobs"),
-            "counted_jobs": one("SELECT COALESCE(SUM(n), 0) FROM job_counts"),
-            "integrity": one("PRAGMA integrity_check"),
-        }
-    finally:
-        conn.close()
+def durable_rows(database: str) -> int:
+    return _query(database, "SELECT COUNT(*) FROM notices")
+
+
+def ledger_counts(database: str) -> dict:
+    one = lambda sql: _query(database, sql)  # noqa: E731
+    return {
+        "events": one("SELECT COUNT(*) FROM events"),
+        "originals": one("SELECT COUNT(*) FROM events WHERE duplicate_of IS NULL"),
+        "jobs": one("SELECT COUNT(*) FROM jobs"),
+        "counted_jobs": one("SELECT COALESCE(SUM(n), 0) FROM job_counts"),
+        "integrity": (
+            "ok" if database.startswith("postgresql://") else one("PRAGMA integrity_check")
+        ),
+    }
 
 
 def profile_round(server: Server, script: Path, args, outdir: Path) -> tuple[Path | None, dict]:
@@ -141,7 +203,7 @@ def summarize_profile(raw: Path, top: int = 30) -> dict:
 
 
 def bench_durability(durability: str, args, workdir: Path) -> dict:
-    db = workdir / f"ingest-{durability}.db"
+    db, durable_db = args.engine.databases(durability)
     migrate(db)
     common = {}
     if args.workers:
@@ -150,11 +212,11 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         common["GUNICORN_THREADS"] = str(args.threads)
     logdir = OUT / f"logs-{args.stamp}-{durability}"
     bare = Server("bench.bare_app:app", {**common}, logdir).start()
-    durable_db = workdir / f"durable-{durability}.db"
-    durable_env = {**common, **ledger_env(db, durability), "BENCH_DURABLE_DB": str(durable_db)}
+    env = {**ledger_env(Path(db), durability), "RECEIVER_DATABASE": db}
+    durable_env = {**common, **env, "BENCH_DURABLE_DB": durable_db}
     durable = Server("bench.durable_app:app", durable_env, logdir).start()
     extra = dict(kv.split("=", 1) for kv in args.env)
-    ledger = Server(args.app, {**common, **ledger_env(db, durability), **extra}, logdir).start()
+    ledger = Server(args.app, {**common, **env, **extra}, logdir).start()
     servers = {"bare": bare, "durable": durable, "jobledger": ledger}
     rounds: dict[str, list] = {name: [] for name in servers}
     wrk_ok = dict.fromkeys(servers, 0)
@@ -204,7 +266,8 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         "durable_rows_equal_200s": durable_rows(durable_db) == durable.count_status(200),
     }
     return {
-        "durability": durability,
+        "engine": args.engine.name,
+        "durability": durability if args.engine.name == "sqlite" else "synchronous_commit",
         "rounds": rounds,
         "ledger": counts,
         "answered_200": answered,
@@ -212,10 +275,18 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         "wrk_200": wrk_ok["jobledger"],
         "checks": checks,
         "worker_rss_mb": rss,
-        "db_bytes": db.stat().st_size
-        + sum(p.stat().st_size for p in db.parent.glob(db.name + "-*") if p.exists()),
+        "db_bytes": _size(db),
         "profile": profile,
     }
+
+
+def _size(database: str) -> int:
+    if database.startswith("postgresql://"):
+        return _query(database, "SELECT pg_database_size(current_database())")
+    db = Path(database)
+    return db.stat().st_size + sum(
+        p.stat().st_size for p in db.parent.glob(db.name + "-*") if p.exists()
+    )
 
 
 def table(results: list[dict], args) -> str:
@@ -223,8 +294,9 @@ def table(results: list[dict], args) -> str:
         f"Ingest, {args.connections} connections, {args.rounds} alternating rounds of "
         f"{args.duration:g} s each (median of rounds; p99 = worst round)",
         "",
-        "| durability | app | req/s | p50 ms | p99 ms | server CPU ms/req | ratio |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| engine | durability | app | req/s | p50 ms | p99 ms | server CPU ms/req"
+        " | of which database | ratio |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for res in results:
         rps = {n: median(r["rps"] for r in rs) for n, rs in res["rounds"].items()}
@@ -233,22 +305,26 @@ def table(results: list[dict], args) -> str:
                 "durable": f"{rps['durable'] / rps['bare']:.2f} of bare",
                 "jobledger": f"**{rps['jobledger'] / rps['durable']:.2f}** of durable",
             }.get(name, "")
+            db_cpu = median(r["db_cpu_ms_per_req"] for r in rs)
             lines.append(
-                f"| {res['durability']} | {name} | {rps[name]:,.0f} "
+                f"| {res['engine']} | {res['durability']} | {name} | {rps[name]:,.0f} "
                 f"| {median(r['p50_us'] for r in rs) / 1000:.1f} "
                 f"| {max(r['p99_us'] for r in rs) / 1000:.1f} "
-                f"| {median(r['server_cpu_ms_per_req'] for r in rs):.2f} | {ratio} |"
+                f"| {median(r['server_cpu_ms_per_req'] for r in rs):.2f} "
+                f"| {f'{db_cpu:.2f}' if res['engine'] != 'sqlite' else '–'} | {ratio} |"
             )
     lines.append("")
     lines.append(
-        "| durability | 200s answered (access log) | events | jobs | 200s seen by wrk | checks |"
+        "| engine | durability | 200s answered (access log) | events | jobs | 200s seen by wrk"
+        " | checks |"
     )
-    lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for res in results:
         ok = all(res["checks"].values())
         failed = ", ".join(k for k, v in res["checks"].items() if not v)
         lines.append(
-            f"| {res['durability']} | {res['answered_200']:,} | {res['ledger']['events']:,} "
+            f"| {res['engine']} | {res['durability']} | {res['answered_200']:,} "
+            f"| {res['ledger']['events']:,} "
             f"| {res['ledger']['jobs']:,} | {res['wrk_200']:,} "
             f"| {'ok' if ok else 'FAILED: ' + failed} |"
         )
@@ -258,6 +334,13 @@ def table(results: list[dict], args) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--durability", default="normal,full", help="comma-separated: normal,full")
+    parser.add_argument(
+        "--engine",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="where the durable receiver and jobledger write (PostgreSQL: a throwaway local"
+        " cluster, synchronous_commit on; --durability does not apply)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per app")
@@ -284,9 +367,16 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}", file=sys.stderr)
     results = []
+    durabilities = [d.strip() for d in args.durability.split(",") if d.strip()]
     with tempfile.TemporaryDirectory(prefix="jobledger-ingest-") as tmp:
-        for durability in [d.strip() for d in args.durability.split(",") if d.strip()]:
-            results.append(bench_durability(durability, args, Path(tmp)))
+        engine = args.engine
+        args.engine = SqliteEngine(Path(tmp)) if engine == "sqlite" else PostgresEngine()
+        try:
+            for durability in durabilities if engine == "sqlite" else ["normal"]:
+                results.append(bench_durability(durability, args, Path(tmp)))
+        finally:
+            args.engine.stop()
+            args.engine = engine
     report = table(results, args)
     print(report)
     for res in results:
