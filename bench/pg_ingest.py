@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.pg_ingest                   # 3 rounds of 10 s each
     .venv/bin/python -m bench.pg_ingest --rounds 2 --duration 6
+    .venv/bin/python -m bench.pg_ingest --instances 1,2,3   # 1, 2 and 3 web instances sharing it
 
 Starts a throwaway PostgreSQL cluster from Debian's server binaries (durable settings:
 fsync and synchronous_commit on, as production must run), migrates a ledger there and one
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from bench.common import (
@@ -91,72 +93,122 @@ def count_events(database: str) -> int:
         return ledger.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
 
+def shared_round(servers: list[Server], tag: str, args, tmp: Path) -> dict:
+    """One round of wrk against every instance at once (connections split between them)."""
+    per = max(1, args.connections // len(servers))
+    scripts = [write_lua(tmp / f"{tag}-{i}.lua", f"{tag}-{i}") for i in range(len(servers))]
+    results: list[dict] = [{}] * len(servers)
+    web0 = sum(s.cpu_seconds() for s in servers)
+
+    def run(i: int) -> None:
+        results[i] = run_wrk(servers[i].base, scripts[i], args.duration, per, 1)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(servers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    web = sum(s.cpu_seconds() for s in servers) - web0
+    n = max(sum(r["requests"] for r in results), 1)
+    return {
+        "rps": sum(r["rps"] for r in results),
+        "p50_us": max(r["p50_us"] for r in results),
+        "p99_us": max(r["p99_us"] for r in results),
+        "requests": n,
+        "web_cpu_s": web,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--instances",
+        default="1",
+        help="comma-separated numbers of web instances sharing the PostgreSQL ledger, e.g. 1,2,3"
+        " (each a gunicorn with the project's config; the connections are split between them)",
+    )
     args = parser.parse_args(argv)
+    counts = [int(n) for n in args.instances.split(",")]
     ensure_wrk()
     print(f"machine: {machine()}", file=sys.stderr)
     cluster = DurableCluster()
     tmp = Path(tempfile.mkdtemp(prefix="jobledger-pg-ingest-"))
-    databases = {"sqlite": str(tmp / "ledger.db"), "postgresql": cluster.url}
-    servers, rounds, cpu_pg = {}, {name: [] for name in databases}, {name: [] for name in databases}
+    sqlite_db = str(tmp / "ledger.db")
+    setups = {"sqlite": (sqlite_db, 1)} | {f"postgresql x{n}": (cluster.url, n) for n in counts}
+    servers: dict[str, list[Server]] = {}
+    rounds: dict[str, list] = {name: [] for name in setups}
     try:
-        for name, database in databases.items():
-            migrate(database)
+        migrate(sqlite_db)
+        migrate(cluster.url)
+        for name, (database, n) in setups.items():
             env = ledger_env(Path("unused"), "normal")
             env["RECEIVER_DATABASE"] = database
-            servers[name] = Server("wsgi:app", env, tmp / "logs").start()
-            warm = write_lua(tmp / f"{name}-warm.lua", f"{name}-warm")
-            run_wrk(servers[name].base, warm, args.warmup, args.connections)
+            servers[name] = [Server("wsgi:app", env, tmp / "logs").start() for _ in range(n)]
+            shared_round(servers[name], f"{name}-warm".replace(" ", ""), _warm(args), tmp)
         for r in range(args.rounds):
-            for name, server in servers.items():
-                script = write_lua(tmp / f"{name}-{r}.lua", f"{name}-r{r}")
-                web0, pg0 = server.cpu_seconds(), cluster.cpu_seconds()
-                result = run_wrk(server.base, script, args.duration, args.connections)
-                n = max(result["requests"], 1)
-                result["web_cpu_ms"] = (server.cpu_seconds() - web0) * 1000 / n
-                result["pg_cpu_ms"] = (cluster.cpu_seconds() - pg0) * 1000 / n
+            for name, group in servers.items():
+                pg0 = cluster.cpu_seconds()
+                result = shared_round(group, f"{name}-r{r}".replace(" ", ""), args, tmp)
+                n = result["requests"]
+                result["web_cpu_ms"] = result["web_cpu_s"] * 1000 / n
+                result["pg_cpu_ms"] = (
+                    (cluster.cpu_seconds() - pg0) * 1000 / n if name != "sqlite" else 0.0
+                )
                 rounds[name].append(result)
-                cpu_pg[name].append(result["pg_cpu_ms"])
                 print(
-                    f"  round {r + 1} {name:10} {result['rps']:7.0f} req/s"
+                    f"  round {r + 1} {name:14} {result['rps']:7.0f} req/s"
                     f" p99 {result['p99_us'] / 1000:6.1f} ms web {result['web_cpu_ms']:.2f}"
                     f" pg {result['pg_cpu_ms']:.2f} ms/notice",
                     file=sys.stderr,
                     flush=True,
                 )
     finally:
-        for server in servers.values():
-            server.stop()
+        for group in servers.values():
+            for server in group:
+                server.stop()
+    answered = {name: sum(s.count_status(200) for s in group) for name, group in servers.items()}
+    pg_answered = sum(v for k, v in answered.items() if k != "sqlite")
     checks = {
-        name: count_events(db) == servers[name].count_status(200) for name, db in databases.items()
+        "sqlite": count_events(sqlite_db) == answered["sqlite"],
+        "postgresql": count_events(cluster.url) == pg_answered,
     }
     cluster.stop()
     rps = {name: median(r["rps"] for r in rs) for name, rs in rounds.items()}
     print(
-        f"Ingest, {args.connections} connections, {args.rounds} alternating rounds of"
+        f"Ingest, {args.connections} connections in all, {args.rounds} alternating rounds of"
         f" {args.duration:g} s (median; p99 = worst round)\n"
     )
     print(
-        "| ledger | req/s | p50 ms | p99 ms | web CPU ms/notice | PostgreSQL CPU ms/notice"
-        " | events = 200s |"
+        "| ledger | web instances | req/s | p50 ms | p99 ms | web CPU ms/notice"
+        " | PostgreSQL CPU ms/notice |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, rs in rounds.items():
         print(
-            f"| {name} | {rps[name]:,.0f} | {median(r['p50_us'] for r in rs) / 1000:.1f}"
+            f"| {name.split()[0]} | {setups[name][1]} | {rps[name]:,.0f}"
+            f" | {median(r['p50_us'] for r in rs) / 1000:.1f}"
             f" | {max(r['p99_us'] for r in rs) / 1000:.1f}"
             f" | {median(r['web_cpu_ms'] for r in rs):.2f}"
-            f" | {median(cpu_pg[name]) if name == 'postgresql' else 0:.2f}"
-            f" | {'ok' if checks[name] else 'FAILED'} |"
+            f" | {median(r['pg_cpu_ms'] for r in rs):.2f} |"
         )
-    print(f"\nPostgreSQL / SQLite: **{rps['postgresql'] / rps['sqlite']:.2f}**")
+    for name in rounds:
+        if name != "sqlite":
+            print(f"\n{name}: {rps[name] / rps['sqlite']:.2f} of SQLite", end="")
+    print(
+        f"\n\nevery 200 in its ledger: sqlite {'ok' if checks['sqlite'] else 'FAILED'},"
+        f" postgresql {'ok' if checks['postgresql'] else 'FAILED'}"
+        f" ({pg_answered:,} answered by all instances)"
+    )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(checks.values()) else 1
+
+
+def _warm(args) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "duration": args.warmup})
 
 
 if __name__ == "__main__":
