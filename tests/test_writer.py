@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -115,3 +116,18 @@ def test_commits_leave_checkpoints_to_the_checkpoint_thread(db_path, monkeypatch
             assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 150
     finally:
         writer.close()
+
+
+def test_a_checkpointer_on_a_missing_ledger_says_so_once_and_keeps_going(tmp_path, caplog):
+    db = tmp_path / "gone.db"  # never created: every turn fails the same way
+    caplog.set_level("WARNING", logger="jobledger.checkpoint")
+    checkpointer = store.checkpoint.Checkpointer(db, interval_s=0.02)
+    try:
+        wait_for(lambda: caplog.records, what="the first failure to be logged")
+        time.sleep(0.2)  # ten more turns, all failing
+        assert checkpointer._thread.is_alive()
+    finally:
+        checkpointer.stop()
+    failures = [r for r in caplog.records if r.getMessage() == "checkpoint.failed"]
+    assert len(failures) == 1 and checkpointer.runs == 0
+    assert not db.exists()  # a checkpoint never creates the ledger
