@@ -22,6 +22,14 @@ def server_version(url: str) -> str:
         return pg.execute("SHOW server_version").fetchone()[0].split()[0]
 
 
+def job_count(url: str) -> int:
+    """How many jobs the database holds (0 before its first migration)."""
+    with psycopg.connect(url) as pg:
+        if pg.execute("SELECT to_regclass('jobs')").fetchone()[0] is None:
+            return 0
+        return pg.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
 def sample_rows(url: str, n: int, seed: int = 7) -> list[dict]:
     """Random jobs of the ledger: a repeatable Bernoulli sample of the jobs table."""
     with psycopg.connect(url) as pg:
