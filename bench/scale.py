@@ -467,7 +467,11 @@ def report(results: list[dict]) -> str:
             )
         flagged = [p for p in res["plans"] if p["flags"]]
         if flagged:
-            lines.append("- query plans with a full scan or a temp B-tree (or a sort):")
+            lines.append(
+                "- query plans with a sequential or bitmap heap scan, or a sort:"
+                if res["engine"] == "postgresql"
+                else "- query plans with a full scan or a temp B-tree:"
+            )
             for p in flagged:
                 shown = p["flags"] if res["engine"] == "postgresql" else p["plan"]
                 lines.append(f"  - {p['case']} ({p['ms']:.1f} ms in-process): {'; '.join(shown)}")
