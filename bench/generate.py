@@ -1,7 +1,7 @@
 """Build a ledger of N jobs and 5N events directly in SQL, for bench/scale.py.
 
     .venv/bin/python -m bench.generate                      # 1,000,000 jobs, 5,000,000 events
-    .venv/bin/python -m bench.generate --jobs 10000 --out /tmp/ledger-10k.db
+    .venv/bin/python -m bench.generate --jobs 10000 --out bench/out/ledger-10k.db
     .venv/bin/python -m bench.generate --jobs 10000 --database postgresql://...   # see below
 
 The file is created with `store.migrate` (so the schema is exactly the service's), then
