@@ -57,6 +57,7 @@ from bench.generate import default_path, generate
 from bench.pg_ingest import DurableCluster
 from bench.pg_load import load
 from store import is_url, migrate, open_ledger
+from store.backend import redact
 from store.reads import encode_cursor
 
 TARGETS = {"list": 50, "detail": 20, "stats": 50}
@@ -572,6 +573,8 @@ def main(argv=None) -> int:
         print(report(results))
     if cluster is not None:
         args.database = "throwaway cluster"
+    elif args.database:
+        args.database = redact(args.database)  # the raw figures never hold a password
     out = OUT / f"scale-{args.stamp}.json"
     out.write_text(
         json.dumps(
