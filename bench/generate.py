@@ -1,7 +1,8 @@
 """Build a ledger of N jobs and 5N events directly in SQL, for bench/scale.py.
 
     .venv/bin/python -m bench.generate                      # 1,000,000 jobs, 5,000,000 events
-    .venv/bin/python -m bench.generate --jobs 10000 --out /tmp/ledger-10k.db
+    .venv/bin/python -m bench.generate --jobs 10000 --out bench/out/ledger-10k.db
+    .venv/bin/python -m bench.generate --jobs 10000 --database postgresql://...   # see below
 
 The file is created with `store.migrate` (so the schema is exactly the service's), then
 filled with executemany() in transactions of 50,000 jobs, with `synchronous=OFF` and the
@@ -13,6 +14,10 @@ jobs, open ones among the newest; submission request/response events for jobs th
 submitted; payloads built from the documented samples (tests/fixtures); about 4 % of
 deliveries are duplicates. `job_counts` is computed from the rows written, so /api/stats
 agrees with COUNT(*).
+
+With `--database postgresql://...` the SQLite file is built as above (or reused with
+`--reuse`) and then copied row for row into that PostgreSQL database by bench/pg_load.py,
+so both engines hold the same jobs for the same seed.
 """
 
 import argparse
@@ -391,11 +396,20 @@ def main(argv=None) -> int:
     parser.add_argument("--events-per-job", type=int, default=5)
     parser.add_argument("--out", type=Path, help="default: bench/out/ledger-<jobs>.db")
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--database", help="postgresql://... URL to load the generated ledger into")
+    parser.add_argument(
+        "--reuse", action="store_true", help="with --database: load an existing SQLite file"
+    )
     args = parser.parse_args(argv)
     path = args.out or default_path(args.jobs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = generate(path, args.jobs, args.events_per_job, args.seed)
-    print(json.dumps(info))
+    if not (args.reuse and args.database and path.exists()):
+        info = generate(path, args.jobs, args.events_per_job, args.seed)
+        print(json.dumps(info))
+    if args.database:
+        from bench.pg_load import load
+
+        print(json.dumps(load(path, args.database)))
     return 0
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.scale                          # 1M jobs (generated if missing)
     .venv/bin/python -m bench.scale --jobs 100000
     .venv/bin/python -m bench.scale --curve 10000,100000,1000000   # the cost curve
+    .venv/bin/python -m bench.scale --engine postgresql      # the same on PostgreSQL
 
 For each size: build the ledger with bench/generate.py (kept in bench/out/ledger-<N>.db and
 reused), start gunicorn with the project's gunicorn.conf.py on it, then:
@@ -16,6 +17,13 @@ reused), start gunicorn with the project's gunicorn.conf.py on it, then:
   migrated empty one, alternating; the rows added are removed afterwards so the ledger stays
   as generated;
 - VmRSS / VmHWM of every gunicorn worker; database size per million events (dbstat).
+
+With `--engine postgresql` the ledger is loaded into a throwaway PostgreSQL cluster
+(bench/pg_ingest.py's DurableCluster, kept under bench/out/ while it runs) or into the
+database of `--database postgresql://...`, by bench/pg_load.py, and the service runs on it:
+the sample, the plans (EXPLAIN (ANALYZE, BUFFERS)) and the sizes come from PostgreSQL
+(bench/pg_scale.py), the empty ledger of the ingest comparison is a second database on the
+same server, and one retention pass is timed at the end.
 
 Needs wrk (see bench/ingest.py). Output: markdown tables on stdout, raw figures in
 bench/out/scale-*.json.
@@ -33,6 +41,7 @@ import urllib.parse
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bench import pg_scale
 from bench.common import (
     OPS_TOKEN,
     OUT,
@@ -45,10 +54,14 @@ from bench.common import (
     write_lua,
 )
 from bench.generate import default_path, generate
-from store import migrate, open_ledger
+from bench.pg_ingest import DurableCluster
+from bench.pg_load import load
+from store import is_url, migrate, open_ledger
+from store.backend import redact
 from store.reads import encode_cursor
 
 TARGETS = {"list": 50, "detail": 20, "stats": 50}
+EMPTY_PG = "ledger_scale_empty"  # the empty ledger of the ingest comparison, on PostgreSQL
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -199,11 +212,11 @@ def measure(client: Client, paths: dict[str, list[str]]) -> dict[str, dict]:
     return results
 
 
-def query_plans(db: Path, rows: list[dict]) -> list[dict]:
-    """EXPLAIN QUERY PLAN of the SQL that list_jobs runs for each filter."""
+def plan_cases(rows: list[dict]) -> dict[str, dict]:
+    """list_jobs arguments whose SQL the plans are shown for."""
     one = rows[0]
     at = datetime.fromisoformat(one["at"].replace("Z", "+00:00"))
-    cases = {
+    return {
         "no filter": {},
         "state": {"filters": {"state": ["failed"]}},
         "two states": {"filters": {"state": ["processing", "submitted"]}},
@@ -217,9 +230,13 @@ def query_plans(db: Path, rows: list[dict]) -> list[dict]:
         "state+provider": {"filters": {"state": ["failed"], "provider": ["tencent"]}},
         "state+kind": {"filters": {"state": ["failed"], "kind": ["edge_transcode"]}},
     }
+
+
+def query_plans(db: Path, rows: list[dict]) -> list[dict]:
+    """EXPLAIN QUERY PLAN of the SQL that list_jobs runs for each filter."""
     out = []
     with open_ledger(db) as ledger:
-        for name, kwargs in cases.items():
+        for name, kwargs in plan_cases(rows).items():
             seen = []
             ledger.conn.set_trace_callback(seen.append)
             started = time.perf_counter()
@@ -266,15 +283,19 @@ def db_size(db: Path) -> dict:
     }
 
 
-def ingest_at_size(db: Path, args, tmp: Path) -> dict:
+def ingest_at_size(db: Path | str, args, tmp: Path) -> dict:
     """wrk on the big ledger vs an empty one, alternating; the big one is restored after."""
-    empty = tmp / "empty.db"
+    if is_url(db):
+        empty = pg_scale.create_empty(db, EMPTY_PG)
+        snap = pg_scale.snapshot(db)
+    else:
+        empty = tmp / "empty.db"
+        conn = sqlite3.connect(db)
+        max_event = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+        max_job = conn.execute("SELECT MAX(id) FROM jobs").fetchone()[0]
+        counts = conn.execute("SELECT provider, service, kind, state, n FROM job_counts").fetchall()
+        conn.close()
     migrate(empty)
-    conn = sqlite3.connect(db)
-    max_event = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
-    max_job = conn.execute("SELECT MAX(id) FROM jobs").fetchone()[0]
-    counts = conn.execute("SELECT provider, service, kind, state, n FROM job_counts").fetchall()
-    conn.close()
     logdir = OUT / f"logs-scale-{args.stamp}"
     extra = dict(kv.split("=", 1) for kv in args.env)
     servers = {
@@ -305,14 +326,18 @@ def ingest_at_size(db: Path, args, tmp: Path) -> dict:
     finally:
         for server in servers.values():
             server.stop()
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute("DELETE FROM events WHERE id > ?", (max_event,))
-        conn.execute("DELETE FROM jobs WHERE id > ?", (max_job,))
-        conn.execute("DELETE FROM job_counts")
-        conn.executemany("INSERT INTO job_counts VALUES (?, ?, ?, ?, ?)", counts)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    if is_url(db):
+        pg_scale.drop_database(db, EMPTY_PG)
+        pg_scale.restore(db, snap)
+    else:
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("DELETE FROM events WHERE id > ?", (max_event,))
+            conn.execute("DELETE FROM jobs WHERE id > ?", (max_job,))
+            conn.execute("DELETE FROM job_counts")
+            conn.executemany("INSERT INTO job_counts VALUES (?, ?, ?, ?, ?)", counts)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
     rps = {name: median(r["rps"] for r in rs) for name, rs in rounds.items()}
     cpu = {name: median(r["cpu_ms_per_req"] for r in rs) for name, rs in rounds.items()}
     return {
@@ -348,12 +373,21 @@ def run_size(jobs: int, args, tmp: Path) -> dict:
         print(f"  generating {jobs:,} jobs into {db}", file=sys.stderr, flush=True)
         generation = generate(db, jobs)
         print(f"  generated: {generation}", file=sys.stderr, flush=True)
+    if args.database:
+        # A database of the caller's that holds this ledger already is measured as it is.
+        if args.regenerate or generation or pg_scale.job_count(args.database) != jobs:
+            print(f"  {jobs:,} jobs: loading into PostgreSQL", file=sys.stderr, flush=True)
+            loaded = load(db, args.database)
+            print(f"  loaded: {loaded}", file=sys.stderr, flush=True)
+            generation = {"sqlite": generation, "postgresql": loaded}
+        db = args.database
     if args.only_ingest:
         return {"jobs": jobs, "ingest": ingest_at_size(db, args, tmp)}
-    size = db_size(db)
-    rows = sample_rows(db, 2000)
+    engine = pg_scale if args.database else sys.modules[__name__]
+    size = engine.db_size(db)
+    rows = engine.sample_rows(db, 2000)
     print(f"  {jobs:,} jobs: query plans", file=sys.stderr, flush=True)
-    plans = query_plans(db, rows)
+    plans = engine.query_plans(db, rows)
     server = Server("wsgi:app", ledger_env(db), OUT / f"logs-scale-{args.stamp}").start()
     try:
         client = Client(server.port)
@@ -366,8 +400,14 @@ def run_size(jobs: int, args, tmp: Path) -> dict:
     if not args.no_ingest:
         print(f"  {jobs:,} jobs: ingest vs empty", file=sys.stderr, flush=True)
         ingest = ingest_at_size(db, args, tmp)
+    retention = None
+    if args.database and generation:  # it prunes: only on a ledger loaded by this run
+        print(f"  {jobs:,} jobs: one retention pass", file=sys.stderr, flush=True)
+        retention = pg_scale.retention_pass(db)
     return {
         "jobs": jobs,
+        "engine": "postgresql" if args.database else "sqlite",
+        "retention": retention,
         "generation": generation,
         "size": size,
         "plans": plans,
@@ -381,7 +421,7 @@ def report(results: list[dict]) -> str:
     lines = []
     for res in results:
         lines += [
-            f"### {res['jobs']:,} jobs / {res['size']['events']:,} events",
+            f"### {res['jobs']:,} jobs / {res['size']['events']:,} events ({res['engine']})",
             "",
             "| request | p50 ms | p95 ms | max ms | target p95 | |",
             "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -420,13 +460,22 @@ def report(results: list[dict]) -> str:
                 " ms/req; p99 "
                 f"{ing['p99_ms']['big']:.0f} / {ing['p99_ms']['empty']:.0f} ms"
             )
+        if res["retention"]:
+            ret = res["retention"]
+            lines.append(
+                f"- one retention pass (payloads before {ret['cutoff']}):"
+                f" {ret['pruned']:,} pruned in {ret['seconds']:.1f} s"
+            )
         flagged = [p for p in res["plans"] if p["flags"]]
         if flagged:
-            lines.append("- query plans with a full scan or a temp B-tree:")
+            lines.append(
+                "- query plans with a sequential or bitmap heap scan, or a sort:"
+                if res["engine"] == "postgresql"
+                else "- query plans with a full scan or a temp B-tree:"
+            )
             for p in flagged:
-                lines.append(
-                    f"  - {p['case']} ({p['ms']:.1f} ms in-process): {'; '.join(p['plan'])}"
-                )
+                shown = p["flags"] if res["engine"] == "postgresql" else p["plan"]
+                lines.append(f"  - {p['case']} ({p['ms']:.1f} ms in-process): {'; '.join(shown)}")
         lines.append("")
     if len(results) > 1:
         lines += [
@@ -458,6 +507,15 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def start_cluster() -> DurableCluster:
+    """A throwaway PostgreSQL cluster whose data directory lies under bench/out/."""
+    previous, tempfile.tempdir = tempfile.tempdir, str(OUT)
+    try:
+        return DurableCluster()
+    finally:
+        tempfile.tempdir = previous
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
@@ -472,17 +530,35 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--regenerate", action="store_true", help="rebuild the ledger even if present"
     )
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--database",
+        help="postgresql://... to load and measure (default with --engine postgresql:"
+        " a throwaway cluster)",
+    )
     args = parser.parse_args(argv)
+    if args.database and not is_url(args.database):
+        parser.error("--database takes a postgresql:// URL")
     args.stamp = time.strftime("%Y%m%d-%H%M%S")
     if not args.no_ingest:
         ensure_wrk()
     OUT.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.curve.split(",")] if args.curve else [args.jobs]
     print(f"machine: {machine()}", file=sys.stderr)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="jobledger-scale-") as tmp:
-        for jobs in sizes:
-            results.append(run_size(jobs, args, Path(tmp)))
+    cluster = None
+    if args.engine == "postgresql" and not args.database:
+        cluster = start_cluster()
+        args.database = cluster.url
+    try:
+        if args.database:
+            print(f"PostgreSQL {pg_scale.server_version(args.database)}", file=sys.stderr)
+        results = []
+        with tempfile.TemporaryDirectory(prefix="jobledger-scale-") as tmp:
+            for jobs in sizes:
+                results.append(run_size(jobs, args, Path(tmp)))
+    finally:
+        if cluster is not None:
+            cluster.stop()  # and its directory
     if args.only_ingest:
         for res in results:
             ing = res["ingest"]
@@ -495,6 +571,10 @@ def main(argv=None) -> int:
             )
     else:
         print(report(results))
+    if cluster is not None:
+        args.database = "throwaway cluster"
+    elif args.database:
+        args.database = redact(args.database)  # the raw figures never hold a password
     out = OUT / f"scale-{args.stamp}.json"
     out.write_text(
         json.dumps(
