@@ -67,6 +67,9 @@ def _ledger_for(path: str, durability: str) -> Ledger:
     return ledger
 
 
+_ready: set[tuple[int, str]] = set()  # (process, SQLite path) found migrated
+
+
 def get_writer() -> GroupWriter | Ledger:
     """Return this process's group-commit writer for the app's ledger (see store/writer.py).
 
@@ -85,9 +88,6 @@ def get_writer() -> GroupWriter | Ledger:
             raise LedgerNotReady(problem)
         _ready.add(key)
     return writer_for(path, durability)
-
-
-_ready: set[tuple[int, str]] = set()
 
 
 def forget_ledger(ledger: Ledger | None = None) -> None:

@@ -110,7 +110,7 @@ def receive(vendor: str, service: str):
         auth = authenticate(provider, body)
     except (Rejected, ServiceUnavailable) as e:
         outcome = "unauthorized" if e.code == 401 else "not_configured"
-        HOOK_REQUESTS.labels(provider.NAME, outcome).inc()
+        _requests(provider.NAME, outcome).inc()
         _count_rejection(provider.NAME, e)
         raise
     try:
@@ -131,7 +131,7 @@ def receive(vendor: str, service: str):
             },
         )
         log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
-        HOOK_REQUESTS.labels(name, "quarantined").inc()
+        _requests(name, "quarantined").inc()
         return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
     result = get_writer().record_event(
         event, source="http", verified=auth.verified, auth=auth.method
@@ -172,4 +172,5 @@ def _requests(name: str, outcome: str):
 
 @functools.cache
 def _applied(name: str):
+    """The apply-latency histogram for one provider."""
     return APPLY_SECONDS.labels(name)

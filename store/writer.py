@@ -134,12 +134,17 @@ class GroupWriter:
                 if not isinstance(e, Exception):
                     raise
                 return
-            with self._cond:
-                size = min(len(self._queue), self.max_batch)
-                batch = [self._queue.popleft() for _ in range(size)]
-                for notice in batch:
-                    notice.taken = True
-            self._write(ledger, batch)
+            fd = self._lock_fd
+            try:
+                with self._cond:
+                    size = min(len(self._queue), self.max_batch)
+                    batch = [self._queue.popleft() for _ in range(size)]
+                    for notice in batch:
+                        notice.taken = True
+                self._write(ledger, batch)
+            finally:
+                if fd is not None and self._lock_fd == fd:  # a failure closed it: let go
+                    fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._cond.acquire()
             self._leading = False
@@ -167,7 +172,7 @@ class GroupWriter:
         return failure
 
     def _write(self, ledger: Ledger, batch: list[_Notice]) -> None:
-        """Commit `batch` under the writers' lock (held on entry, let go here)."""
+        """Commit `batch` (the caller holds the writers' lock) and hand out the outcomes."""
         try:
             done = self._commit(ledger, batch)
         except BaseException as e:  # nothing of the batch is known durable: every request fails
@@ -244,39 +249,35 @@ class GroupWriter:
         return ledger.record_in_transaction(event, source=source, verified=verified, auth=auth)
 
     def _commit(self, ledger: Ledger, batch: list[_Notice]) -> list:
-        conn, fd = ledger.conn, self._lock_fd
+        conn = ledger.conn
         done: list[tuple[_Notice, RecordResult | Exception]] = []
+        # The path must still name the file this connection writes to, before and after
+        # the commit: a notice committed to a replaced or deleted file is not acked.
+        conn.check_identity()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            # The path must still name the file this connection writes to, before and after
-            # the commit: a notice committed to a replaced or deleted file is not acked.
-            conn.check_identity()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if len(batch) == 1:  # alone: its own transaction, no savepoint needed
-                    notice = batch[0]
+            if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+                notice = batch[0]
+                try:
+                    done.append((notice, self._record(ledger, notice)))
+                except Exception as e:  # noqa: BLE001 - handed to that notice's request
+                    conn.execute("ROLLBACK")
+                    return [(notice, e)]
+            else:
+                for notice in batch:
+                    conn.execute("SAVEPOINT notice")
                     try:
                         done.append((notice, self._record(ledger, notice)))
                     except Exception as e:  # noqa: BLE001 - handed to that notice's request
-                        conn.execute("ROLLBACK")
-                        return [(notice, e)]
-                else:
-                    for notice in batch:
-                        conn.execute("SAVEPOINT notice")
-                        try:
-                            done.append((notice, self._record(ledger, notice)))
-                        except Exception as e:  # noqa: BLE001 - handed to that notice's request
-                            conn.execute("ROLLBACK TO notice")
-                            done.append((notice, e))
-                        conn.execute("RELEASE notice")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.check_identity()
-        finally:
-            if fd is not None and self._lock_fd == fd:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                        conn.execute("ROLLBACK TO notice")
+                        done.append((notice, e))
+                    conn.execute("RELEASE notice")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.check_identity()
         return done
 
 
