@@ -26,7 +26,7 @@ reuse_port = not bind.startswith("unix:")
 # threads let a worker overlap the network with another request's commit.
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count(), 8)))
 # gthread that closes its listener as soon as it stops accepting (receiver/web_worker.py).
-worker_class = "receiver.web_worker.Worker"
+worker_class = "receiver.serving.web_worker.Worker"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 
 # Alibaba VOD gives a callback 5 s; a worker stuck far longer than that is broken.
@@ -41,7 +41,7 @@ max_requests_jitter = 2000
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # One JSON object per line, built with json.dumps (any request target stays valid JSON), with
 # `?token=` and other secret-looking query values redacted, in the access and error logs.
-logger_class = "receiver.access_log.AccessLogger"
+logger_class = "receiver.serving.access_log.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 

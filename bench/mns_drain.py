@@ -33,7 +33,7 @@ from mns.mns_exception import MNSServerException  # noqa: E402
 from mns.queue import Message  # noqa: E402
 
 from receiver import create_app  # noqa: E402
-from receiver.providers import queue as mns_parser  # noqa: E402
+from receiver.providers.aliyun import mns as mns_parser  # noqa: E402
 from store import migrate, open_ledger  # noqa: E402
 
 AK, SK, QUEUE = "BenchAK", "BenchSecret", "bench-events"

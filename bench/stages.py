@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         from receiver import create_app
         from receiver.db import close_ledgers
-        from receiver.providers import aliyun_vod
+        from receiver.providers.aliyun import vod as aliyun_vod
         from store import migrate, open_ledger
 
         results = {}
@@ -197,7 +197,7 @@ def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
     and time per statement. The rows added are deleted afterwards."""
     import sqlite3
 
-    from receiver.providers import aliyun_vod
+    from receiver.providers.aliyun import vod as aliyun_vod
     from store import open_ledger
 
     conn = sqlite3.connect(path)

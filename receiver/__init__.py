@@ -34,7 +34,9 @@ def create_app(test_config=None):
     if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
         app.json.sort_keys = False
 
-    from . import api, cli, db, errors, health, hooks, logs, metrics, pages
+    from . import cli, db, errors, logs
+    from .inbound import hooks
+    from .ops import api, health, metrics, pages
 
     logs.configure()
     db.init_app(app)

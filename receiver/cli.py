@@ -4,9 +4,9 @@
 | --- | --- |
 | `init-db` | `store.migrate` |
 | `submit` | `submitter.submit` |
-| `consume-mns` | `receiver.workers.mns.run` |
-| `pull-tencent` | `receiver.workers.tencent_pull.run` |
-| `reconcile` | `receiver.workers.reconcile.run` |
+| `consume-mns` | `receiver.inbound.mns.run` |
+| `pull-tencent` | `receiver.inbound.tencent_pull.run` |
+| `reconcile` | `receiver.background.reconcile.run` |
 | `replay` | the ledger's stored events, through today's parsers |
 """
 
@@ -21,9 +21,10 @@ from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
 
-from .api import submit_budget
-from .workers import mns, reconcile, tencent_pull
-from .workers.batch import Misconfigured, RunResult
+from .background import reconcile
+from .inbound import mns, tencent_pull
+from .inbound.batch import Misconfigured, RunResult
+from .ops.api import submit_budget
 
 
 def ledger():
@@ -85,7 +86,7 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
     flask --app wsgi replay --provider tencent --event-type ProcedureStateChanged \\
         --since 2026-11-20T00:00Z
     """
-    from . import replay as replaying
+    from .ops import replay as replaying
 
     doc = {
         "target": "quarantine" if quarantined else "events",

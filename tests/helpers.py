@@ -20,7 +20,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from receiver.providers import aliyun_vod
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import Event
 from store import open_ledger
 

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from receiver.providers import aliyun_vod
+from receiver.background import alerts as alert_worker
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import Event
-from receiver.workers import alerts as alert_worker
 from tests.engines import ledger_text
 from tests.helpers import failed_transcode, fixture_json, free_port, http, record
 

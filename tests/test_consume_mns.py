@@ -17,10 +17,10 @@ import pytest
 from mns.account import Account
 
 import store.connection
+from receiver.inbound import mns as mns_worker
+from receiver.inbound.batch import Fatal
 from receiver.providers import InvalidPayload
-from receiver.providers import queue as mns_parser
-from receiver.workers import mns as mns_worker
-from receiver.workers.batch import Fatal
+from receiver.providers.aliyun import mns as mns_parser
 from store import migrate, open_ledger
 from tests.engines import holding_writes
 from tests.fakes.mns import FakeMNS
@@ -440,7 +440,7 @@ def test_record_events_matches_record_event(tmp_path):
     for path in docs + docs[:3]:  # the repeats are duplicates
         body = path.read_text()
         if path.name.startswith("tencent"):
-            from receiver.providers import tencent_vod
+            from receiver.providers.tencent import vod as tencent_vod
 
             events.append(tencent_vod.parse(body))
         else:

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 import store.connection
-from receiver.providers import aliyun_vod
-from receiver.workers.batch import Delivery, Fatal, apply_batch
+from receiver.inbound.batch import Delivery, Fatal, apply_batch
+from receiver.providers.aliyun import vod as aliyun_vod
 from store import migrate, open_ledger
 from store.errors import LedgerUnavailable, classify
 from store.writer import GroupWriter

@@ -18,7 +18,7 @@ import pytest
 
 import store.connection
 from receiver import pgpool
-from receiver.providers import aliyun_vod
+from receiver.providers.aliyun import vod as aliyun_vod
 from store import migrate, open_ledger
 from store.pg_schema import MIGRATION_LOCK
 from store.rows import lock_id

@@ -10,7 +10,7 @@ import pytest
 
 from receiver import create_app
 from receiver.config import ConfigError, from_environ
-from receiver.providers import aliyun_vod
+from receiver.providers.aliyun import vod as aliyun_vod
 from store import LedgerUnavailable, is_transient, migrate, open_ledger, pending_migrations
 from tests.helpers import ROOT, fixture_json, free_port, vod_headers
 

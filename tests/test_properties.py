@@ -13,8 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.providers import aliyun_mps, aliyun_vod, queue, tencent_vod
+from receiver.providers.aliyun import mns as queue
+from receiver.providers.aliyun import mps as aliyun_mps
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import InvalidPayload
+from receiver.providers.tencent import vod as tencent_vod
 from store import migrate, open_ledger
 from tests.helpers import fixture_bytes, fixture_json, tencent_signed, vod_headers
 

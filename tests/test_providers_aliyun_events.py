@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from receiver.providers import aliyun_mps, aliyun_vod, queue
+from receiver.providers.aliyun import mns as queue
+from receiver.providers.aliyun import mps as aliyun_mps
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import InvalidPayload
 from store import open_ledger
 from tests.helpers import fixture_bytes, fixture_json

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from receiver.providers import aliyun_mps, queue
+from receiver.providers.aliyun import mns as queue
+from receiver.providers.aliyun import mps as aliyun_mps
 from receiver.providers.base import InvalidPayload
 from tests.helpers import fixture_bytes, fixture_json
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from receiver.providers import aliyun_vod
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import InvalidPayload, InvalidSignature, parse_time
 from tests.helpers import AUTH_KEYS, CALLBACK_URL, fixture_bytes, fixture_json, vod_headers
 

@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.providers import queue, tencent_v3_tasks, tencent_vod
-from receiver.providers.tencent_tasks import DONE
-from receiver.providers.tencent_v3_table import SPECS
+from receiver.providers.aliyun import mns as queue
+from receiver.providers.tencent import v3_tasks as tencent_v3_tasks
+from receiver.providers.tencent import vod as tencent_vod
+from receiver.providers.tencent.tasks import DONE
+from receiver.providers.tencent.v3_table import SPECS
 from tests import tencent_sdk
 from tests.helpers import fixture_json
 

@@ -3,7 +3,7 @@ with the same table row as the event (real SDK calls against the local Tencent f
 
 from datetime import UTC, datetime, timedelta
 
-from receiver.workers.reconcile import reconcile_pass
+from receiver.background.reconcile import reconcile_pass
 from tests import tencent_sdk
 from tests.helpers import tencent_signed
 

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from receiver.providers import tencent_vod
 from receiver.providers.base import InvalidPayload
+from receiver.providers.tencent import vod as tencent_vod
 from store import open_ledger
 from tests import tencent_sdk
 from tests.helpers import fixture_bytes, fixture_json

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from tencentcloud.vod.v20180717 import models
 
-from receiver.providers import status_answers, tencent_v3_tasks, tencent_vod
+from receiver.providers import status_answers
 from receiver.providers.base import InvalidPayload
-from receiver.providers.tencent_v3_table import SPECS
+from receiver.providers.tencent import v3_tasks as tencent_v3_tasks
+from receiver.providers.tencent import vod as tencent_vod
+from receiver.providers.tencent.v3_table import SPECS
 from submitter.status import plan_poll
 from tests import tencent_sdk
 

@@ -7,8 +7,8 @@ import warnings
 import pytest
 from tencentcloud.vod.v20180717 import models
 
-from receiver.providers import tencent_vod
 from receiver.providers.base import InvalidPayload, InvalidSignature
+from receiver.providers.tencent import vod as tencent_vod
 from tests.helpers import SIGN_KEY, fixture_bytes, fixture_json, tencent_signed
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from receiver.providers import tencent_vod
+from receiver.providers.tencent import vod as tencent_vod
 from store import open_ledger
 from tests import tencent_sdk
 from tests.fakes.tencent import FakeTencentAPI

@@ -13,8 +13,8 @@ import time
 import pytest
 
 import store.connection
-from receiver.providers import tencent_vod
-from receiver.workers import tencent_pull
+from receiver.inbound import tencent_pull
+from receiver.providers.tencent import vod as tencent_vod
 from tests.engines import holding_writes
 from tests.fakes.tencent import FakeTencentAPI, FakeTencentV2
 from tests.helpers import (

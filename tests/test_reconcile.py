@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from receiver.background.reconcile import Pacer, next_poll_delay, reconcile_pass
 from receiver.providers import status_answers
-from receiver.workers.reconcile import Pacer, next_poll_delay, reconcile_pass
 from store.ids import iso
 from tests.helpers import ROOT, fixture_json, tencent_signed, vod_headers
 from tests.provider_env import (

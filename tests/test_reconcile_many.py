@@ -74,7 +74,7 @@ def test_call_slots_are_shared_across_callers(ledger):
 def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
     from datetime import UTC, datetime, timedelta
 
-    from receiver.workers.reconcile import reconcile_pass
+    from receiver.background.reconcile import reconcile_pass
 
     for i in range(3):
         ledger.begin_submission(
@@ -120,7 +120,7 @@ def test_pacers_of_several_processes_share_one_pace(db_path):
     spaced 1/QPS apart across all of them, each made no earlier than its slot."""
     import time as clock
 
-    from receiver.workers.reconcile import Pacer
+    from receiver.background.reconcile import Pacer
     from store import open_ledger
 
     interval, calls, lock = 0.05, [], threading.Lock()

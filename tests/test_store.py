@@ -4,9 +4,10 @@ import multiprocessing
 
 import pytest
 
-from receiver.providers import aliyun_vod, tencent_vod
 from receiver.providers import base as provider_states
+from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import Event
+from receiver.providers.tencent import vod as tencent_vod
 from store import migrate, open_ledger, states
 from tests.helpers import fixture_bytes, fixture_json
 

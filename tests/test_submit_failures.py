@@ -18,7 +18,7 @@ import pytest
 
 from receiver.db import close_ledgers
 from receiver.logs import JSONFormatter
-from receiver.providers import queue
+from receiver.providers.aliyun import mns as queue
 from store import open_ledger
 from tests.helpers import ROOT, assert_error_shape, fixture_json, tencent_signed
 from tests.provider_env import (

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import store.checkpoint
-from receiver.providers import aliyun_vod
+from receiver.providers.aliyun import vod as aliyun_vod
 from store import open_ledger
 from store.writer import GroupWriter
 from tests.helpers import fixture_json, wait_for

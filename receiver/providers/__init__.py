@@ -4,8 +4,10 @@ Adding a sender means adding one module that fills in that shape, one entry here
 fixtures and a test file.
 """
 
-from . import aliyun_mps, aliyun_vod, tencent_vod
+from .aliyun import mps as aliyun_mps
+from .aliyun import vod as aliyun_vod
 from .base import Event, InvalidPayload, InvalidSignature, Provider
+from .tencent import vod as tencent_vod
 
 _MODULES: tuple[Provider, ...] = (aliyun_vod, aliyun_mps, tencent_vod)
 PROVIDERS: dict[str, Provider] = {m.NAME: m for m in _MODULES}

@@ -12,11 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import aliyun_mps, tencent_v3_tasks
 from . import base as states
+from .aliyun import mps as aliyun_mps
 from .base import Event, InvalidPayload, as_dict, as_list, compact, dedup_key, parse_time, text
-from .tencent_procedure import v2_flow
-from .tencent_tasks import FAILED
+from .tencent import v3_tasks as tencent_v3_tasks
+from .tencent.procedure import v2_flow
+from .tencent.tasks import FAILED
 
 VOLATILE = frozenset({"RequestId", "requestId"})
 

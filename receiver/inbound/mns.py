@@ -5,7 +5,7 @@ thread-safe). A batch of up to 16 messages is recorded in one transaction and de
 one call only after the commit, so a crash at any moment loses nothing: undeleted
 messages come back after the queue's visibility timeout and are recorded as duplicates.
 Bodies are read raw (`set_encoding(False)`) because the SDK's Base64 decoding fails, or
-returns garbage, on raw JSON; `providers.queue` accepts both, since Alibaba's VOD and MPS
+returns garbage, on raw JSON; `providers.aliyun.mns` accepts both, since Alibaba's VOD and MPS
 documentation does not say which one they write.
 """
 
@@ -21,7 +21,7 @@ from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSSe
 
 from store import ledger_problem, open_ledger
 
-from ..providers import queue as mns_queue
+from ..providers.aliyun import mns as mns_queue
 from .batch import (
     Backoff,
     Delivery,

@@ -27,9 +27,9 @@ from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
 from submitter.status import READ_BUDGET_S, plan_poll
 
+from ..inbound.batch import RunResult, StopSignal
 from ..providers import status_answers
 from . import alerts as alerting
-from .batch import RunResult, StopSignal
 
 log = logging.getLogger("jobledger.reconcile")
 

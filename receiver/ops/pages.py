@@ -29,11 +29,12 @@ from werkzeug.exceptions import (
 from store import JobNotFound, states
 from store.reads import FILTERS, BadQuery
 
+from ..auth import require_ops
+from ..db import get_ledger
+from ..providers import InvalidPayload
+from ..providers.aliyun import mns as queue
 from . import console, display
 from .api import KNOWN_VALUES, job_query
-from .auth import require_ops
-from .db import get_ledger
-from .providers import InvalidPayload, queue
 
 bp = Blueprint("pages", __name__)
 bp.record_once(lambda state: console.warn_if_no_sink(state.app.config))
@@ -233,7 +234,7 @@ def replay_event(job_id: str, event_id: int):
 @bp.post("/jobs/<job_id>/repoll")
 def repoll(job_id: str):
     """Ask the provider about this job now, as reconcile would, and show what came of it."""
-    from .workers.reconcile import poll_now
+    from ..background.reconcile import poll_now
 
     try:
         outcome = poll_now(current_app.config, get_ledger(), job_id)

@@ -4,10 +4,10 @@ The same row reads the event and the DescribeTaskDetail answer, so a task settle
 way however the news of it arrives.
 """
 
-from .base import InvalidPayload, parse_time, text
-from .tencent_procedure import v3_flow
-from .tencent_tasks import outputs, path, settle
-from .tencent_v3_table import SPECS, TaskSpec
+from ..base import InvalidPayload, parse_time, text
+from .procedure import v3_flow
+from .tasks import outputs, path, settle
+from .v3_table import SPECS, TaskSpec
 
 BY_EVENT = {event: spec for spec in SPECS for event in spec.events}
 BY_KEY = {spec.key: spec for spec in SPECS if spec.key}

@@ -32,10 +32,10 @@ from store.reads import FILTERS, BadQuery
 from submitter import NotConfigured, UsageError, submit
 from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR, CallFailed
 
+from ..auth import require_ops
+from ..db import get_ledger
+from ..errors import error_response
 from . import replay
-from .auth import require_ops
-from .db import get_ledger
-from .errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 _WHOLE = re.compile(r"[0-9]{1,9}")

@@ -9,8 +9,9 @@ import base64
 import binascii
 import json
 
-from . import aliyun_mps, aliyun_vod
-from .base import Event, InvalidPayload
+from ..base import Event, InvalidPayload
+from . import mps as aliyun_mps
+from . import vod as aliyun_vod
 
 NAME = "aliyun_mns"
 

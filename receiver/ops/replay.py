@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from store import Ledger
 from store.quarantine import DISCARDED, REPLAYABLE_SOURCES, REPLAYED, WAITING
 
-from .providers import InvalidPayload, get_provider, queue
+from ..providers import InvalidPayload, get_provider
+from ..providers.aliyun import mns as queue
 from .replay_filter import BadSelection, Selection, parse_time, selection_from
 
 __all__ = [

@@ -7,9 +7,9 @@ of `DescribeTaskDetail` and `GetTaskInfo`.
 
 from collections.abc import Mapping
 
-from . import base as states
-from .base import InvalidPayload, parse_time, text
-from .tencent_tasks import FAILED, error_code, message, output, status_word
+from .. import base as states
+from ..base import InvalidPayload, parse_time, text
+from .tasks import FAILED, error_code, message, output, status_word
 
 V3_RESULT_SETS = (
     "MediaProcessResultSet",

@@ -14,7 +14,7 @@ from typing import Any
 from store import Ledger, open_ledger, states
 from store.polls import POLLED_STATES
 
-from .workers.alerts import sinks
+from ..background.alerts import sinks
 
 log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})

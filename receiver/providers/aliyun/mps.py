@@ -10,8 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from . import base as states
-from .base import (
+from .. import base as states
+from ..base import (
     Event,
     HeaderLookup,
     InvalidPayload,

@@ -18,9 +18,9 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound
 from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 from store.reads import BadQuery
 
+from ..db import get_ledger
 from . import replay
 from .api import ROW_ID, ops_principal, quarantine_query
-from .db import get_ledger
 from .pages import bp, pretty
 
 log = logging.getLogger("jobledger.pages")

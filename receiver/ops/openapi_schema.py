@@ -1,6 +1,6 @@
 """Pieces of the OpenAPI document: parameter helpers and the schemas of the records.
 
-`receiver.openapi` assembles them into the document served at /api/openapi.json.
+`receiver.ops.openapi` assembles them into the document served at /api/openapi.json.
 """
 
 NULLABLE_STR = {"type": "string", "nullable": True}

@@ -10,8 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import aliyun_vod_events
-from .base import (
+from ..base import (
     Event,
     HeaderLookup,
     InvalidPayload,
@@ -21,6 +20,7 @@ from .base import (
     load_json_object,
     parse_time,
 )
+from . import vod_events as aliyun_vod_events
 
 NAME = "aliyun_vod"
 PROVIDER, SERVICE = "aliyun", "vod"

@@ -23,8 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .auth import require_ops
-from .db import get_ledger
+from ..auth import require_ops
+from ..db import get_ledger
 
 bp = Blueprint("metrics", __name__)
 

@@ -20,9 +20,9 @@ from werkzeug.exceptions import (
     Unauthorized,
 )
 
-from .db import get_ledger, get_writer
-from .metrics import APPLY_SECONDS, HOOK_REQUESTS
-from .providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, Provider, get_provider
+from ..db import get_ledger, get_writer
+from ..ops.metrics import APPLY_SECONDS, HOOK_REQUESTS
+from ..providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, Provider, get_provider
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 log = logging.getLogger("jobledger.hooks")

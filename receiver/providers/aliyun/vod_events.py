@@ -11,8 +11,8 @@ error code (`ErrorCode`, or `Code` on AI events, other than `0`), and from each 
 import json
 from typing import Any
 
-from . import base as states
-from .base import InvalidPayload, text, truthy
+from .. import base as states
+from ..base import InvalidPayload, text, truthy
 
 
 def _status(value: Any) -> str | None:

@@ -24,7 +24,7 @@ from submitter.calls import Budget, CallFailed
 from submitter.tencent_api import TencentAPI
 from submitter.tencent_v2 import TencentV2
 
-from ..providers import tencent_vod
+from ..providers.tencent import vod as tencent_vod
 from .batch import (
     Backoff,
     Delivery,

@@ -10,10 +10,10 @@ Some documented samples put API 3.0 fields (`TaskId`, `FileId`, `Status`) inside
 envelope; both casings are read.
 """
 
-from . import base as states
-from .base import InvalidPayload, compact, text
-from .tencent_procedure import v2_flow
-from .tencent_tasks import DONE, RUNNING, error_code, get, message, outputs, settle, status_word
+from .. import base as states
+from ..base import InvalidPayload, compact, text
+from .procedure import v2_flow
+from .tasks import DONE, RUNNING, error_code, get, message, outputs, settle, status_word
 
 # eventType -> (kind, keys of the results, keys of elements with their own status).
 # The kinds are those of the API 3.0 twins, so both land on the same job.

@@ -12,9 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import base as states
-from . import tencent_v2, tencent_v3_tasks
-from .base import (
+from .. import base as states
+from ..base import (
     Event,
     HeaderLookup,
     InvalidPayload,
@@ -25,6 +24,8 @@ from .base import (
     load_json_object,
     text,
 )
+from . import v2 as tencent_v2
+from . import v3_tasks as tencent_v3_tasks
 
 NAME = "tencent_vod"
 PROVIDER, SERVICE = "tencent", "vod"

@@ -10,8 +10,8 @@ it is finished and no place reports a failure.
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import base as states
-from .base import text
+from .. import base as states
+from ..base import text
 
 # Status words. Everything not listed is read as "still running": an unknown word never
 # settles a job, its deadline or a poll does.

@@ -14,7 +14,7 @@ import traceback
 
 from gunicorn.glogging import Logger
 
-from .logs import redact
+from ..logs import redact
 
 
 class _RedactFilter(logging.Filter):
