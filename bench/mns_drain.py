@@ -119,7 +119,7 @@ def costs(n: int, workdir: Path) -> tuple[float, float]:
     with open_ledger(workdir / "costs.db") as led:
         start = time.perf_counter()
         for i in range(0, n, 16):
-            led.record_events(events[i : i + 16], source="mns", verified=True, auth="queue")
+            led.notices.record_many(events[i : i + 16], source="mns", verified=True, auth="queue")
         ledger_us = (time.perf_counter() - start) / n * 1e6
     return parse_us, ledger_us
 

@@ -69,7 +69,7 @@ def query_plans(url: str, rows: list[dict]) -> list[dict]:
             ledger.conn.execute = recording
             started = time.perf_counter()
             try:
-                ledger.list_jobs(**kwargs)
+                ledger.jobs.search(**kwargs)
             finally:
                 del ledger.conn.execute
             ms = (time.perf_counter() - started) * 1000
@@ -166,6 +166,6 @@ def retention_pass(url: str) -> dict:
     cutoff = datetime.fromisoformat(first.replace("Z", "+00:00")) + timedelta(days=1)
     with open_ledger(url) as ledger:
         started = time.perf_counter()
-        pruned = ledger.prune_payloads(cutoff)
+        pruned = ledger.retention.prune(cutoff)
         seconds = time.perf_counter() - started
     return {"cutoff": cutoff.isoformat(), "pruned": pruned, "seconds": round(seconds, 2)}

@@ -58,7 +58,7 @@ from bench.pg_ingest import DurableCluster
 from bench.pg_load import load
 from store import is_url, migrate, open_ledger
 from store.backend import redact
-from store.reads import encode_cursor
+from store.jobs import encode_cursor
 
 TARGETS = {"list": 50, "detail": 20, "stats": 50}
 EMPTY_PG = "ledger_scale_empty"  # the empty ledger of the ingest comparison, on PostgreSQL
@@ -240,7 +240,7 @@ def query_plans(db: Path, rows: list[dict]) -> list[dict]:
             seen = []
             ledger.conn.set_trace_callback(seen.append)
             started = time.perf_counter()
-            ledger.list_jobs(**kwargs)
+            ledger.jobs.search(**kwargs)
             ms = (time.perf_counter() - started) * 1000
             ledger.conn.set_trace_callback(None)
             sql = next(s for s in seen if s.lstrip().upper().startswith("SELECT"))

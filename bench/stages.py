@@ -111,8 +111,8 @@ def main(argv=None) -> int:
 
             with open_ledger(db, durability) as ledger:
                 events = [aliyun_vod.parse(body_for(i, f"ledger-{durability}")) for i in range(n)]
-                results[f"Ledger.record_event ({durability})"] = per_call_us(
-                    lambda e, led=ledger: led.record_event(
+                results[f"Ledger.notices.record ({durability})"] = per_call_us(
+                    lambda e, led=ledger: led.notices.record(
                         e, source="http", verified=True, auth="signature"
                     ),
                     events,
@@ -214,7 +214,7 @@ def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
         ledger.conn = TimedConnection(ledger.conn, totals)
         events = [aliyun_vod.parse(body_for(i, f"size-{time.time_ns()}")) for i in range(n)]
         wall, cpu = per_call_us(
-            lambda e: ledger.record_event(e, source="http", verified=True, auth="signature"),
+            lambda e: ledger.notices.record(e, source="http", verified=True, auth="signature"),
             events,
         )
         wal = Path(str(path) + "-wal")  # measured before closing: the last close removes it

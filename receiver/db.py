@@ -16,7 +16,7 @@ from flask import Flask, current_app, g
 
 from store import Ledger, is_url, ledger_problem, open_ledger
 from store.errors import LedgerUnavailable
-from store.writer import GroupWriter, close_writers, writer_for
+from store.writer import DirectWriter, Front, close_writers, writer_for
 
 from . import pgpool
 
@@ -70,17 +70,17 @@ def _ledger_for(path: str, durability: str) -> Ledger:
 _ready: set[tuple[int, str]] = set()  # (process, SQLite path) found migrated
 
 
-def get_writer() -> GroupWriter | Ledger:
-    """Return this process's group-commit writer for the app's ledger (see store/writer.py).
+def get_writer() -> Front:
+    """Return what a hook request writes through (see store/writer.py).
 
-    On SQLite the request needs no connection of its own: the writer checks, around each
-    commit, that the file is still the one it opened. On PostgreSQL, the request's own
-    ledger: each notice commits in its own transaction and the server groups concurrent
-    commits itself.
+    On SQLite, this process's group-commit writer: the request needs no connection of its
+    own, and the writer checks, around each commit, that the file is still the one it
+    opened. On PostgreSQL, the request's own pooled connection: each write commits in its
+    own transaction and the server groups concurrent commits itself.
     """
     path, durability = current_app.config["DATABASE"], current_app.config["DURABILITY"]
     if is_url(path):
-        return get_ledger()
+        return DirectWriter(get_ledger())
     key = (os.getpid(), path)
     if key not in _ready:  # once per process, as a thread's connection checks on opening
         problem = ledger_problem(path)

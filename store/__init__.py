@@ -1,16 +1,18 @@
 """The ledger: every job, every provider notice, and the quarantine. Knows SQL, never Flask."""
 
 from .backend import is_url
-from .connection import write_transaction
-from .errors import JobNotFound, LedgerError, LedgerUnavailable, is_transient
-from .ledger import Ledger, RecordResult, open_ledger
+from .errors import BadQuery, JobNotFound, LedgerError, LedgerUnavailable, is_transient
+from .ledger import Ledger, open_ledger
+from .notices import NormalizedEvent, RecordResult
 from .schema import ledger_problem, migrate, pending_migrations
 
 __all__ = [
+    "BadQuery",
     "JobNotFound",
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
+    "NormalizedEvent",
     "RecordResult",
     "is_transient",
     "is_url",
@@ -18,5 +20,4 @@ __all__ = [
     "migrate",
     "open_ledger",
     "pending_migrations",
-    "write_transaction",
 ]

@@ -1,62 +1,30 @@
-"""SQL of the alert outbox, the deadline sweep and the dashboard's summaries.
+"""The alert outbox: what each sink has been sent, claimed so that each alert goes out once.
 
-Alerts are written by Ledger in the transaction of the state change that causes them;
-these methods read them out for delivery and record what each sink made of them. A sender
-first claims the alerts it is about to send (a lease in `alert_deliveries.claimed_until`,
-set by one conditional upsert), so when several `reconcile` processes run, on one host or
-many, each alert goes to each sink once: the other processes skip claimed alerts.
+Alerts are written in the transaction of the state change that causes them
+(store/notices.py `state_changed`); these methods read them out for delivery and record
+what each sink made of them. A sender first claims the alerts it is about to send (a lease
+in `alert_deliveries.claimed_until`, set by one conditional upsert), so when several
+`reconcile` processes run, on one host or many, each alert goes to each sink once: the
+other processes skip claimed alerts.
 """
 
 from datetime import datetime, timedelta
 
-from .connection import LedgerBase
 from .ids import iso
-from .reads import JOB_COLUMNS, job_from_row, public_job
+from .session import Part
 
 _ALERT_COLUMNS = (
     "a.id, a.job_id, a.state, a.created_at, a.error_code, a.error_message,"
     " j.provider, j.service, j.kind, j.provider_job_id, j.media_id"
 )
 _ALERT_FIELDS = [c.split(".")[1] for c in _ALERT_COLUMNS.split(", ")]
-_UNFINISHED = "state IN ('submitting', 'submitted', 'processing', 'timed_out')"
 CLAIM_CHUNK = 500
 
 
-class AlertsMixin(LedgerBase):
-    """Ledger methods for alerts, deadlines and the dashboard."""
+class Alerts(Part):
+    """Alerts for delivery, and what happened to them (the ledger's `alerts` part)."""
 
-    def overdue_jobs(
-        self, deadlines: dict[str, int], now: datetime, limit: int = 1000
-    ) -> list[tuple[str, int]]:
-        """Return (job id, deadline seconds) of open jobs past their kind's deadline.
-
-        A kind's deadline is its entry in `deadlines`, else `deadlines["default"]`; 0 means
-        the kind never times out. Only the small partial index of open jobs is read.
-        """
-        kinds = [
-            row[0]
-            for row in self.conn.execute(
-                "SELECT DISTINCT kind FROM jobs"
-                " WHERE state IN ('submitting', 'submitted', 'processing')"
-            )
-        ]
-        found: list[tuple[str, int]] = []
-        for kind in kinds:
-            seconds = deadlines.get(kind, deadlines.get("default", 0))
-            if not seconds:
-                continue
-            cutoff = iso(now - timedelta(seconds=seconds))
-            rows = self.conn.execute(
-                "SELECT id FROM jobs WHERE kind = ? AND submitted_at < ?"
-                " AND state IN ('submitting', 'submitted', 'processing') LIMIT ?",
-                (kind, cutoff, limit - len(found)),
-            )
-            found += [(row[0], seconds) for row in rows]
-            if len(found) >= limit:
-                break
-        return found
-
-    def due_alerts(self, sink: str, now: datetime, max_age: timedelta) -> list[dict]:
+    def due(self, sink: str, now: datetime, max_age: timedelta) -> list[dict]:
         """Return alerts not yet delivered to `sink` whose next attempt is due, oldest first.
 
         Alerts claimed by another sender are left out. Alerts older than `max_age` are no
@@ -76,9 +44,7 @@ class AlertsMixin(LedgerBase):
         )
         return [dict(zip([*_ALERT_FIELDS, "attempts"], row, strict=True)) for row in rows]
 
-    def claim_alerts(
-        self, alert_ids: list[int], sink: str, now: datetime, until: datetime
-    ) -> set[int]:
+    def claim(self, alert_ids: list[int], sink: str, now: datetime, until: datetime) -> set[int]:
         """Claim alerts for delivery to `sink` until `until`; return the ids this caller got.
 
         An alert is claimed only if it is not delivered to `sink`, not claimed by another
@@ -104,7 +70,7 @@ class AlertsMixin(LedgerBase):
             ).fetchall()
 
         for start in range(0, len(alert_ids), CLAIM_CHUNK):
-            rows = self._write(claim, list(alert_ids[start : start + CLAIM_CHUNK]))
+            rows = self.write(claim, list(alert_ids[start : start + CLAIM_CHUNK]))
             claimed.update(row[0] for row in rows)
         return claimed
 
@@ -121,7 +87,7 @@ class AlertsMixin(LedgerBase):
         `retry_at`), and release their claim."""
         delivered = None if error else iso(now)
         rows = [(i, sink, delivered, retry_at and iso(retry_at), error) for i in alert_ids]
-        self._write(
+        self.write(
             self.conn.executemany,
             "INSERT INTO alert_deliveries (alert_id, sink, delivered_at, attempts,"
             " next_attempt_at, last_error) VALUES (?, ?, ?, 1, ?, ?)"
@@ -132,7 +98,7 @@ class AlertsMixin(LedgerBase):
             rows,
         )
 
-    def alerts_for_job(self, job_id: str) -> list[dict]:
+    def for_job(self, job_id: str) -> list[dict]:
         """Return a job's alerts with how each sink took them."""
         alerts = [
             dict(
@@ -155,7 +121,7 @@ class AlertsMixin(LedgerBase):
             ]
         return alerts
 
-    def recent_alerts(self, limit: int = 20) -> list[dict]:
+    def recent(self, limit: int = 20) -> list[dict]:
         """Return the newest alerts, with counts of sinks delivered and failing."""
         rows = self.conn.execute(
             f"SELECT {_ALERT_COLUMNS},"
@@ -169,7 +135,7 @@ class AlertsMixin(LedgerBase):
         fields = [*_ALERT_FIELDS, "delivered", "failing"]
         return [dict(zip(fields, row, strict=True)) for row in rows]
 
-    def failures_by_hour(self, now: datetime) -> list[dict]:
+    def by_hour(self, now: datetime) -> list[dict]:
         """Return alert counts for each of the last 24 hours, oldest hour first."""
         start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
         counts: dict[str, dict] = {}
@@ -185,44 +151,9 @@ class AlertsMixin(LedgerBase):
             hours.append({"hour": key, "by_state": counts.get(key, {})})
         return hours
 
-    def oldest_unfinished(self, limit: int = 10) -> list[dict]:
-        """Return the oldest jobs without a final word (timed-out ones included).
-
-        INDEXED BY on SQLite, here and in metrics_snapshot: its planner prefers
-        jobs_state_id, which took 20 ms at 1M jobs against under 0.1 ms for the small
-        partial index (bench/). PostgreSQL's planner picks the partial index itself.
-        """
-        rows = self.conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs{self.backend.hint('jobs_unfinished')}"
-            f" WHERE {_UNFINISHED} ORDER BY submitted_at LIMIT ?",
-            (limit,),
-        )
-        return [public_job(job_from_row(row)) for row in rows]
-
-    def metrics_snapshot(self) -> dict:
-        """Return the ledger-side figures /metrics exposes, all from counters and indexes."""
-        conn = self.conn
-        oldest = conn.execute(
-            f"SELECT MIN(submitted_at) FROM jobs{self.backend.hint('jobs_unfinished')}"
-            f" WHERE {_UNFINISHED}"
+    def waiting(self) -> int:
+        """Return how many alerts no sink has taken yet."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM alerts a WHERE NOT EXISTS (SELECT 1 FROM alert_deliveries d"
+            " WHERE d.alert_id = a.id AND d.delivered_at IS NOT NULL)"
         ).fetchone()[0]
-        return {
-            "jobs": conn.execute(
-                "SELECT provider, service, kind, state, CAST(SUM(n) AS BIGINT) FROM job_counts"
-                " GROUP BY provider, service, kind, state HAVING SUM(n) > 0"
-            ).fetchall(),
-            "notices": conn.execute(
-                "SELECT source, provider, event_type, outcome, CAST(SUM(n) AS BIGINT)"
-                " FROM notice_counts GROUP BY source, provider, event_type, outcome"
-            ).fetchall(),
-            "oldest_unfinished": oldest,
-            "alerts": conn.execute(
-                "SELECT sink, COUNT(*) FILTER (WHERE delivered_at IS NOT NULL),"
-                " CAST(SUM(attempts) AS BIGINT) - COUNT(*) FILTER (WHERE delivered_at IS NOT NULL)"
-                " FROM alert_deliveries GROUP BY sink"
-            ).fetchall(),
-            "alerts_pending": conn.execute(
-                "SELECT COUNT(*) FROM alerts a WHERE NOT EXISTS (SELECT 1 FROM alert_deliveries d"
-                " WHERE d.alert_id = a.id AND d.delivered_at IS NOT NULL)"
-            ).fetchone()[0],
-        }

@@ -44,6 +44,10 @@ class LedgerError(Exception):
     """Base of the store's own errors."""
 
 
+class BadQuery(ValueError):
+    """A filter, cursor or limit that cannot be honoured."""
+
+
 class JobNotFound(LedgerError, LookupError):
     """No job has this id."""
 

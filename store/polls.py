@@ -1,4 +1,5 @@
-"""The schedule of polls: which jobs `reconcile` asks their provider about, and when.
+"""The schedule of polls (which jobs `reconcile` asks their provider about, and when), the
+pacing of API calls, and the deadline sweep (which open jobs are overdue).
 
 Only jobs that may still change are polled: the states of the `jobs_open_poll` partial
 index. The WHERE clause below repeats that index's condition word for word, which is what
@@ -14,8 +15,11 @@ job is polled by one of them. Calls to each provider API family are spaced throu
 shared row per family (`call_slots`), so the QPS limits hold across all of them.
 """
 
-from .connection import LedgerBase
-from .reads import JOB_COLUMNS, job_from_row
+from datetime import datetime, timedelta
+
+from .ids import iso
+from .records import JOB_COLUMNS, job_from_row
+from .session import Part
 
 POLLED_STATES = ("submitting", "submitted", "processing", "timed_out", "running")
 _POLLED = "state IN ('submitting', 'submitted', 'processing', 'timed_out', 'running')"
@@ -28,24 +32,22 @@ def _job(row) -> dict:
     return job
 
 
-class PollsMixin(LedgerBase):
-    """Ledger methods for the schedule of polls."""
+class Polls(Part):
+    """The schedule of polls and the deadline sweep (the ledger's `polls` part)."""
 
-    def claim_due_polls(
-        self, now: str, first_poll_before: str, limit: int, until: str
-    ) -> list[dict]:
+    def claim_due(self, now: str, first_poll_before: str, limit: int, until: str) -> list[dict]:
         """Claim up to `limit` jobs due for a poll, most overdue first, until `until`.
 
         The jobs are returned as they were before the claim (raw column values); the
-        caller sets each one's real next poll with `schedule_poll`. A caller that dies
+        caller sets each one's real next poll with `schedule`. A caller that dies
         leaves its jobs due again when the claim ends.
 
         :param now: ISO 8601 UTC; a scheduled job is due when `next_poll_at <= now`
         :param first_poll_before: a job never polled is due if submitted at or before this
         """
-        return self._write(self._claim_due_polls, now, first_poll_before, limit, until)
+        return self.write(self._claim_due, now, first_poll_before, limit, until)
 
-    def _claim_due_polls(self, now, first_poll_before, limit, until) -> list[dict]:
+    def _claim_due(self, now, first_poll_before, limit, until) -> list[dict]:
         hint, skip = self.backend.hint("jobs_open_poll"), self.backend.skip_locked
         scheduled = self.conn.execute(
             f"SELECT {_COLUMNS} FROM jobs{hint} WHERE {_POLLED}"
@@ -68,13 +70,13 @@ class PollsMixin(LedgerBase):
             )
         return jobs
 
-    def schedule_poll(self, job_id: str, at: str, *, counted: bool = True) -> None:
+    def schedule(self, job_id: str, at: str, *, counted: bool = True) -> None:
         """Set when the job is asked next; count the poll just made unless `counted` is False.
 
         :param counted: False when nothing was asked (the provider was throttling us), so
           the backoff does not grow for a poll that did not happen
         """
-        self._write(
+        self.write(
             self.conn.execute,
             "UPDATE jobs SET next_poll_at = ?, poll_count = poll_count + ? WHERE id = ?",
             (at, 1 if counted else 0, job_id),
@@ -86,7 +88,7 @@ class PollsMixin(LedgerBase):
         One row per family holds the earliest time of the next call; each caller moves it
         on by `interval_s`, so callers in every process share one pace.
         """
-        row = self._write(
+        row = self.write(
             lambda: self.conn.execute(
                 "INSERT INTO call_slots (family, next_at) VALUES (?, ?)"
                 " ON CONFLICT (family) DO UPDATE SET next_at = CASE"
@@ -104,14 +106,45 @@ class PollsMixin(LedgerBase):
         ).fetchone()
         return row is not None
 
-    def poll_counts(self, job_id: str) -> tuple[str | None, int]:
+    def counts(self, job_id: str) -> tuple[str | None, int]:
         """Return (next_poll_at, poll_count) of one job, or (None, 0) if there is no such job."""
         row = self.conn.execute(
             "SELECT next_poll_at, poll_count FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         return (row[0], row[1]) if row else (None, 0)
 
-    def job_for_poll(self, job_id: str) -> dict | None:
-        """Return one job in the shape `claim_due_polls` gives (for "re-poll now"), or None."""
+    def job(self, job_id: str) -> dict | None:
+        """Return one job in the shape `claim_due` gives (for "re-poll now"), or None."""
         row = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _job(row)
+
+    def overdue(
+        self, deadlines: dict[str, int], now: datetime, limit: int = 1000
+    ) -> list[tuple[str, int]]:
+        """Return (job id, deadline seconds) of open jobs past their kind's deadline.
+
+        A kind's deadline is its entry in `deadlines`, else `deadlines["default"]`; 0 means
+        the kind never times out. Only the small partial index of open jobs is read.
+        """
+        kinds = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT DISTINCT kind FROM jobs"
+                " WHERE state IN ('submitting', 'submitted', 'processing')"
+            )
+        ]
+        found: list[tuple[str, int]] = []
+        for kind in kinds:
+            seconds = deadlines.get(kind, deadlines.get("default", 0))
+            if not seconds:
+                continue
+            cutoff = iso(now - timedelta(seconds=seconds))
+            rows = self.conn.execute(
+                "SELECT id FROM jobs WHERE kind = ? AND submitted_at < ?"
+                " AND state IN ('submitting', 'submitted', 'processing') LIMIT ?",
+                (kind, cutoff, limit - len(found)),
+            )
+            found += [(row[0], seconds) for row in rows]
+            if len(found) >= limit:
+                break
+        return found

@@ -1,22 +1,25 @@
-"""The quarantine's read and status side, and the selection of what a bulk replay covers.
+"""The quarantine: authenticated bodies that could not be parsed, kept for a replay.
 
 A quarantined body is `waiting` until it is replayed (parsed and recorded as an event) or
-discarded by an operator; nothing here deletes a row. Bulk replays walk their selection
-in id order (oldest first, the order the notices arrived) in bounded chunks, up to the
-highest id that existed when the run began, so notices arriving meanwhile are not chased.
+discarded by an operator; nothing here deletes a row. What a bulk replay covers is chosen
+in store/replays.py.
 
 The SQL is standard (`?` placeholders, no engine-only syntax) except where noted:
 `LENGTH(body)` counts the bytes of a BLOB in SQLite; PostgreSQL spells it
 `OCTET_LENGTH(body)` for `bytea` (SQLite before 3.43 has no OCTET_LENGTH).
 """
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from .connection import LedgerBase
+from .errors import BadQuery
 from .ids import iso, utcnow
-from .reads import MAX_LIMIT, BadQuery
+from .jobs import MAX_LIMIT
+from .notices import count_notice
+from .session import Part
 
 WAITING, REPLAYED, DISCARDED = "waiting", "replayed", "discarded"
 STATUSES = (WAITING, REPLAYED, DISCARDED)
@@ -77,7 +80,7 @@ def _item(row: Sequence) -> dict:
     return item
 
 
-def _filter_sql(
+def filter_sql(
     filters: Mapping[str, Iterable[str]] | None,
     allowed: Mapping[str, tuple[str, ...] | None],
     prefix: str,
@@ -98,9 +101,7 @@ def _filter_sql(
     return where, params
 
 
-def _time_sql(
-    since: datetime | None, until: datetime | None, column: str
-) -> tuple[list[str], list]:
+def time_sql(since: datetime | None, until: datetime | None, column: str) -> tuple[list[str], list]:
     where, params = [], []
     if since is not None:
         where.append(f"{column} >= ?")
@@ -119,10 +120,110 @@ def decode_quarantine_cursor(cursor: str) -> int:
     return int(cursor)
 
 
-class QuarantineStore(LedgerBase):
-    """The quarantine's queries and status changes, and bulk replay selections (a Ledger mixin)."""
+class Quarantine(Part):
+    """Keeping authenticated bodies that could not be parsed, and their status (the ledger's
+    `quarantine` part)."""
 
-    def list_quarantine(
+    def keep(self, **item: Any) -> int:
+        """Keep an authenticated body that could not be parsed, in a transaction of its own.
+
+        Arguments as for `keep_in_transaction`; returns the quarantine id.
+        """
+        return self.write(functools.partial(self.keep_in_transaction, **item))
+
+    def keep_in_transaction(
+        self,
+        *,
+        provider: str,
+        service: str,
+        source: str,
+        body: bytes | str,
+        reason: str,
+        verified: bool,
+        auth: str | None = None,
+        meta: dict | None = None,
+    ) -> int:
+        """Keep a body for `replay --quarantined` in the write transaction the caller has open.
+
+        :param body: the bytes as received (text is stored as its UTF-8 bytes)
+        :param meta: what else is worth keeping about the request (content type, sender)
+        """
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogateescape")
+        count_notice(self.session, source, None, "quarantined", provider=provider)
+        return self.conn.execute(
+            "INSERT INTO quarantine (received_at, provider, service, source, reason, body,"
+            " meta, verified, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                utcnow(),
+                provider,
+                service,
+                source,
+                reason,
+                body,
+                json.dumps(dict(meta or {}), ensure_ascii=False),
+                int(verified),
+                auth,
+            ),
+        ).fetchone()[0]
+
+    def find(self, *, provider: str, service: str, source: str, body: bytes | str) -> int | None:
+        """Return the id of a quarantined copy of this exact body, if one is kept already.
+
+        A poison message redelivered after its quarantine committed but before it was
+        acknowledged (a crash in between) is then not kept twice.
+        """
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogateescape")
+        row = self.conn.execute(
+            "SELECT id FROM quarantine WHERE provider = ? AND service = ? AND source = ?"
+            " AND body = ? ORDER BY id LIMIT 1",
+            (provider, service, source, body),
+        ).fetchone()
+        return row and row[0]
+
+    def bodies(self, ids: Iterable[int] | None = None, *, pending_only: bool = True) -> list[dict]:
+        """Return quarantined bodies with their bytes, oldest first (only those still waiting
+        for a replay, unless `pending_only` is False)."""
+        sql = (
+            "SELECT id, received_at, provider, service, source, reason, body, meta, verified,"
+            " auth, replayed_at, replay_event_id FROM quarantine"
+        )
+        where, params = [], []
+        ids = list(ids or [])
+        if ids:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            params += ids
+        if pending_only:
+            where.append("status = 'waiting'")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        fields = (
+            "id",
+            "received_at",
+            "provider",
+            "service",
+            "source",
+            "reason",
+            "body",
+            "meta",
+            "verified",
+            "auth",
+            "replayed_at",
+            "replay_event_id",
+        )
+        return [
+            dict(zip(fields, row, strict=True))
+            for row in self.conn.execute(sql + " ORDER BY id", params)
+        ]
+
+    def waiting(self) -> int:
+        """Return how many quarantined bodies are waiting for a replay."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM quarantine WHERE status = 'waiting'"
+        ).fetchone()[0]
+
+    def search(
         self,
         *,
         filters: Mapping[str, Iterable[str]] | None = None,
@@ -141,8 +242,8 @@ class QuarantineStore(LedgerBase):
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
-        where, params = _filter_sql(filters, QUARANTINE_FILTERS, "q.")
-        more_where, more_params = _time_sql(since, until, "q.received_at")
+        where, params = filter_sql(filters, QUARANTINE_FILTERS, "q.")
+        more_where, more_params = time_sql(since, until, "q.received_at")
         where, params = where + more_where, params + more_params
         if cursor:
             where.append("q.id < ?")
@@ -156,7 +257,7 @@ class QuarantineStore(LedgerBase):
         next_cursor = str(items[-1]["id"]) if len(rows) > limit else None
         return items, next_cursor
 
-    def get_quarantined(self, quarantine_id: int) -> dict | None:
+    def get(self, quarantine_id: int) -> dict | None:
         """Return one quarantined item with its body (bytes, or None once pruned), or None."""
         row = self.conn.execute(
             f"SELECT {_ITEM_COLUMNS}, q.body {_FROM} WHERE q.id = ?", (quarantine_id,)
@@ -168,7 +269,7 @@ class QuarantineStore(LedgerBase):
         item["body"] = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
         return item
 
-    def discard_quarantined(self, quarantine_id: int, *, by: str) -> dict | None:
+    def discard(self, quarantine_id: int, *, by: str) -> dict | None:
         """Mark a waiting body `discarded` (kept, never deleted); return the item, or None.
 
         Discarding a discarded body again changes nothing.
@@ -176,7 +277,7 @@ class QuarantineStore(LedgerBase):
         :param by: who: the ops principal (`token`, `basic:<user>`, `loopback`, `cli`)
         :raises QuarantineConflict: the body was replayed already
         """
-        changed = self._write(
+        changed = self.write(
             lambda: (
                 self.conn.execute(
                     "UPDATE quarantine SET status = ?, discarded_at = ?, discarded_by = ?"
@@ -185,7 +286,7 @@ class QuarantineStore(LedgerBase):
                 ).rowcount
             )
         )
-        item = self.get_quarantined(quarantine_id)
+        item = self.get(quarantine_id)
         if item is not None and not changed and item["status"] == REPLAYED:
             raise QuarantineConflict(
                 f"quarantined body {quarantine_id} was replayed already"
@@ -193,12 +294,12 @@ class QuarantineStore(LedgerBase):
             )
         return item
 
-    def mark_quarantine_replayed(self, quarantine_id: int, event_id: int) -> bool:
+    def mark_replayed(self, quarantine_id: int, event_id: int) -> bool:
         """Note that a waiting body was parsed and recorded as `event_id`.
 
         Return False if it was no longer waiting (another replay got there first).
         """
-        changed = self._write(
+        changed = self.write(
             lambda: (
                 self.conn.execute(
                     "UPDATE quarantine SET status = ?, replayed_at = ?, replay_event_id = ?"
@@ -208,92 +309,3 @@ class QuarantineStore(LedgerBase):
             )
         )
         return bool(changed)
-
-    # -- bulk replay selections -------------------------------------------------------------
-
-    def _replay_where(
-        self,
-        target: str,
-        filters: Mapping[str, Iterable[str]] | None,
-        since: datetime | None,
-        until: datetime | None,
-        after: int,
-        through: int | None,
-    ) -> tuple[str, str, list]:
-        """Return (table, WHERE clause, params) of a bulk replay's selection."""
-        if target == "quarantine":
-            where, params = _filter_sql(filters, QUARANTINE_FILTERS, "")
-            where.append("status = ?")
-            params.append(WAITING)
-            table = "quarantine"
-        elif target == "events":
-            where, params = _filter_sql(filters, EVENT_FILTERS, "")
-            # Originals only: a duplicate or an earlier replay carries the same body.
-            where += [
-                f"source IN ({','.join('?' * len(REPLAYABLE_SOURCES))})",
-                "payload IS NOT NULL",
-                "duplicate_of IS NULL",
-                "replay_of IS NULL",
-            ]
-            params += REPLAYABLE_SOURCES
-            table = "events"
-        else:
-            raise BadQuery(f"target must be one of {', '.join(TARGETS)}")
-        more_where, more_params = _time_sql(since, until, "received_at")
-        where, params = where + more_where + ["id > ?"], params + more_params + [after]
-        if through is not None:
-            where.append("id <= ?")
-            params.append(through)
-        return table, " AND ".join(where), params
-
-    def replay_selection(
-        self,
-        target: str,
-        *,
-        filters: Mapping[str, Iterable[str]] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: int = 0,
-        through: int | None = None,
-        limit: int | None = None,
-    ) -> list[int]:
-        """Return the ids a bulk replay covers, oldest first: waiting quarantined bodies, or
-        stored provider notices (originals with a payload), matching the filters.
-
-        A scan over `events` reads every row in the id range that the filters do not
-        narrow by index; bulk replays are rare operator actions.
-
-        :param target: `quarantine` or `events`
-        :param filters: provider, service, source, and for events event_type
-        :param after: only ids greater than this (where the previous chunk ended)
-        :param through: only ids up to this (the highest id when the run began)
-        :raises BadQuery: an unknown target, filter or value
-        """
-        table, where, params = self._replay_where(target, filters, since, until, after, through)
-        sql = f"SELECT id FROM {table} WHERE {where} ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [row[0] for row in self.conn.execute(sql, params)]
-
-    def count_replay_selection(
-        self,
-        target: str,
-        *,
-        filters: Mapping[str, Iterable[str]] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: int = 0,
-        through: int | None = None,
-    ) -> int:
-        """Count what `replay_selection` would return with the same arguments (no limit)."""
-        table, where, params = self._replay_where(target, filters, since, until, after, through)
-        sql = f"SELECT COUNT(*) FROM {table} WHERE {where}"
-        return self.conn.execute(sql, params).fetchone()[0]
-
-    def replay_bound(self, target: str) -> int:
-        """Return the highest id of `quarantine` or `events` (0 when empty): a run's bound."""
-        if target not in TARGETS:
-            raise BadQuery(f"target must be one of {', '.join(TARGETS)}")
-        table = "quarantine" if target == "quarantine" else "events"
-        return self.conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0

@@ -9,16 +9,16 @@ the only copy of a notice.
 
 from datetime import datetime
 
-from .connection import LedgerBase
 from .ids import iso
+from .session import Part
 
 BATCH = 5000
 
 
-class RetentionMixin(LedgerBase):
-    """Ledger methods for retention."""
+class Retention(Part):
+    """Pruning old payloads (the ledger's `retention` part)."""
 
-    def prune_payloads(self, older_than: datetime) -> int:
+    def prune(self, older_than: datetime) -> int:
         """Null out payloads received before `older_than`; return how many were pruned."""
         cutoff, pruned = iso(older_than), 0
         conn = self.conn
@@ -37,10 +37,10 @@ class RetentionMixin(LedgerBase):
                 old += 1
             if old == 0:
                 break
-            pruned += self._write(self._prune_range, start, batch[old - 1][0])
+            pruned += self.write(self._prune_range, start, batch[old - 1][0])
             if old < len(batch) or len(batch) < BATCH:
                 break
-        pruned += self._write(
+        pruned += self.write(
             lambda: (
                 conn.execute(
                     "UPDATE quarantine SET body = NULL WHERE replayed_at IS NOT NULL"

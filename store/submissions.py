@@ -1,4 +1,8 @@
-"""What jobledger itself does to jobs: submissions, their answers, deadlines, notes."""
+"""What jobledger itself does to jobs: submissions, their answers, deadlines, notes.
+
+Written through the same row helpers as provider notices (store/notices.py), so the
+counters, the alert outbox and the timeline stay in step whoever changes a job.
+"""
 
 import json
 from collections.abc import Mapping
@@ -6,58 +10,32 @@ from typing import Any
 
 from . import states
 from .errors import JobNotFound
-from .ids import new_id, utcnow
-from .reads import LedgerReads
-from .rows import JobRows
+from .ids import utcnow
+from .notices import (
+    fetch_job,
+    insert_job,
+    insert_local_event,
+    lock_keys,
+    new_job,
+    state_changed,
+    update_job,
+)
+from .records import JOB_COLUMNS, job_from_row, public_job
+from .session import Part
 
 
-def new_job(
-    *,
-    provider: str,
-    service: str,
-    kind: str,
-    state: str | None,
-    origin: str,
-    now: str,
-    provider_job_id: str | None = None,
-    media_id: str | None = None,
-    operation: str | None = None,
-    params: str | None = None,
-) -> dict:
-    """Return the column values of a job not yet written (every column, in no order)."""
-    return {
-        "id": new_id(),
-        "provider": provider,
-        "service": service,
-        "kind": kind,
-        "provider_job_id": provider_job_id or None,
-        "media_id": media_id or None,
-        "state": state,
-        "preprocess": None,
-        "error_code": None,
-        "error_message": None,
-        "outputs": "[]",
-        "origin": origin,
-        "operation": operation,
-        "params": params,
-        "submitted_at": now,
-        "updated_at": now,
-        "finished_at": None,
-        "last_event_at": None,
-    }
-
-
-class SubmissionsMixin(JobRows, LedgerReads):
-    """Ledger methods for submissions and the changes jobledger makes on its own."""
+class Submissions(Part):
+    """jobledger's own changes to jobs (the ledger's `submissions` part)."""
 
     def _job_record(self, job_id: str) -> dict:
         """Return a job record just written; JobNotFound if a merge or a delete took it."""
-        job = self.get_job(job_id)
-        if job is None:
+        row = self.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        found = row.fetchone()
+        if found is None:
             raise JobNotFound(job_id)
-        return job
+        return public_job(job_from_row(found))
 
-    def begin_submission(
+    def begin(
         self,
         *,
         provider: str,
@@ -70,7 +48,7 @@ class SubmissionsMixin(JobRows, LedgerReads):
     ) -> dict:
         """Record a job as `submitting` before its provider API is called.
 
-        A crash between this and `finish_submission` leaves a visible `submitting` job,
+        A crash between this and `finish` leaves a visible `submitting` job,
         never a lost one.
 
         :param origin: `external` when the call acts on a job made elsewhere (a Live Stop of
@@ -91,14 +69,14 @@ class SubmissionsMixin(JobRows, LedgerReads):
         )
 
         def write() -> None:
-            self._insert_job(job)
-            self._state_changed(job, None, states.SUBMITTING)
-            self._insert_local_event(job, f"{operation}:request", body, now)
+            insert_job(self.session, job)
+            state_changed(self.session, job, None, states.SUBMITTING)
+            insert_local_event(self.session, job, f"{operation}:request", body, now)
 
-        self._write(write)
+        self.write(write)
         return self._job_record(job["id"])
 
-    def finish_submission(
+    def finish(
         self,
         job_id: str,
         *,
@@ -118,26 +96,17 @@ class SubmissionsMixin(JobRows, LedgerReads):
         :raises JobNotFound: no such job
         """
         args = (job_id, state, provider_job_id, error_code, error_message, response, operation)
-        self._write(self._finish_submission, *args)
+        self.write(self._finish, *args)
         return self._job_record(job_id)
 
-    def _finish_submission(
+    def _finish(
         self, job_id, state, provider_job_id, error_code, error_message, response, operation
     ) -> None:
         now = utcnow()
-        job = self._fetch_job("id = ?", (job_id,))
-        if job is None:
-            raise JobNotFound(job_id)
-        if provider_job_id and self.backend.advisory_locks:
-            # A notice for this provider job id arriving now waits for the merge. Advisory
-            # locks are always taken before row locks, as record_event does.
-            self._lock_keys([("job", job["provider"], job["service"], provider_job_id)])
-        if self.backend.for_update:
-            job = self._fetch_job("id = ?", (job_id,), lock=True)
-            if job is None:  # merged away meanwhile
-                raise JobNotFound(job_id)
+        job = self._lock_for_answer(job_id, provider_job_id)
         if provider_job_id:
-            early = self._fetch_job(
+            early = fetch_job(
+                self.session,
                 "provider_job_id = ? AND provider = ? AND service = ? AND id != ?",
                 (provider_job_id, job["provider"], job["service"], job_id),
                 lock=True,
@@ -156,26 +125,29 @@ class SubmissionsMixin(JobRows, LedgerReads):
             # before it cannot toggle it back.
             job["last_event_at"] = max(now, job["last_event_at"] or "")
         job["state"], job["updated_at"] = new, now
-        self.conn.execute(
-            "UPDATE jobs SET state = ?, provider_job_id = ?, error_code = ?,"
-            " error_message = ?, finished_at = ?, updated_at = ?, outputs = ?,"
-            " preprocess = ?, last_event_at = ? WHERE id = ?",
-            (
-                new,
-                job["provider_job_id"],
-                job["error_code"],
-                job["error_message"],
-                job["finished_at"],
-                now,
-                job["outputs"],
-                job["preprocess"],
-                job["last_event_at"],
-                job_id,
-            ),
-        )
-        self._state_changed(job, old, new)
+        update_job(self.session, job)
+        state_changed(self.session, job, old, new)
         body = json.dumps(dict(response or {}), ensure_ascii=False, sort_keys=True)
-        self._insert_local_event(job, f"{operation or job['operation']}:response", body, now)
+        event_type = f"{operation or job['operation']}:response"
+        insert_local_event(self.session, job, event_type, body, now)
+
+    def _lock_for_answer(self, job_id: str, provider_job_id: str | None) -> dict:
+        """Return the submitted job, its row (and its provider job id's key) held.
+
+        :raises JobNotFound: no such job, or merged away meanwhile
+        """
+        job = fetch_job(self.session, "id = ?", (job_id,))
+        if job is None:
+            raise JobNotFound(job_id)
+        if provider_job_id and self.backend.advisory_locks:
+            # A notice for this provider job id arriving now waits for the merge. Advisory
+            # locks are always taken before row locks, as recording a notice does.
+            lock_keys(self.session, [("job", job["provider"], job["service"], provider_job_id)])
+        if self.backend.for_update:
+            job = fetch_job(self.session, "id = ?", (job_id,), lock=True)
+            if job is None:
+                raise JobNotFound(job_id)
+        return job
 
     def _merge(self, early: dict, into: dict) -> None:
         """Fold a job created by an early notice into the submitted job it belongs to."""
@@ -190,7 +162,7 @@ class SubmissionsMixin(JobRows, LedgerReads):
             (into["id"], early["id"], into["id"]),
         )
         self.conn.execute("DELETE FROM alerts WHERE job_id = ?", (early["id"],))
-        self._state_changed(early, early["state"], None)
+        state_changed(self.session, early, early["state"], None)
         merged = states.advance(into["state"], early["state"])
         if merged == early["state"]:
             for field in ("outputs", "error_code", "error_message", "finished_at"):
@@ -199,16 +171,16 @@ class SubmissionsMixin(JobRows, LedgerReads):
         into["last_event_at"] = (
             max(early["last_event_at"] or "", into["last_event_at"] or "") or None
         )
-        self._state_changed(into, into["state"], merged)
+        state_changed(self.session, into, into["state"], merged)
         into["state"] = merged
 
     def time_out(self, job_id: str, deadline_s: int) -> bool:
         """Mark a job `timed_out` (and queue its alert) unless it got a word meanwhile."""
-        return self._write(self._time_out, job_id, deadline_s)
+        return self.write(self._time_out, job_id, deadline_s)
 
     def _time_out(self, job_id: str, deadline_s: int) -> bool:
         now = utcnow()
-        job = self._fetch_job("id = ?", (job_id,), lock=True)
+        job = fetch_job(self.session, "id = ?", (job_id,), lock=True)
         if job is None or states.advance(job["state"], states.TIMED_OUT) != states.TIMED_OUT:
             return False
         old = job["state"]
@@ -218,14 +190,10 @@ class SubmissionsMixin(JobRows, LedgerReads):
             error_code="DeadlineExceeded",
             error_message=f"no final word within {deadline_s} s of submission",
         )
-        self.conn.execute(
-            "UPDATE jobs SET state = ?, error_code = ?, error_message = ?, updated_at = ?"
-            " WHERE id = ?",
-            (job["state"], job["error_code"], job["error_message"], now, job_id),
-        )
-        self._state_changed(job, old, states.TIMED_OUT)
+        update_job(self.session, job)
+        state_changed(self.session, job, old, states.TIMED_OUT)
         body = json.dumps({"deadline_s": deadline_s, "submitted_at": job["submitted_at"]})
-        self._insert_local_event(job, "DeadlineExceeded", body, now, source="poll")
+        insert_local_event(self.session, job, "DeadlineExceeded", body, now, source="poll")
         return True
 
     def link_resubmission(self, job_id: str, resubmitted_from: str) -> None:
@@ -235,12 +203,12 @@ class SubmissionsMixin(JobRows, LedgerReads):
             self.conn.execute(
                 "UPDATE jobs SET resubmitted_from = ? WHERE id = ?", (resubmitted_from, job_id)
             )
-            old = self._fetch_job("id = ?", (resubmitted_from,))
+            old = fetch_job(self.session, "id = ?", (resubmitted_from,))
             if old is not None:
                 body = json.dumps({"resubmitted_as": job_id})
-                self._insert_local_event(old, "Resubmitted", body, utcnow())
+                insert_local_event(self.session, old, "Resubmitted", body, utcnow())
 
-        self._write(write)
+        self.write(write)
 
     def note(self, job_id: str, event_type: str, body: Mapping[str, Any]) -> dict:
         """Put something jobledger did on a job's timeline without changing its state
@@ -250,11 +218,11 @@ class SubmissionsMixin(JobRows, LedgerReads):
         """
 
         def write() -> None:
-            job = self._fetch_job("id = ?", (job_id,))
+            job = fetch_job(self.session, "id = ?", (job_id,))
             if job is None:
                 raise JobNotFound(job_id)
             text = json.dumps(dict(body), ensure_ascii=False, sort_keys=True)
-            self._insert_local_event(job, event_type, text, utcnow())
+            insert_local_event(self.session, job, event_type, text, utcnow())
 
-        self._write(write)
+        self.write(write)
         return self._job_record(job_id)

@@ -1,22 +1,20 @@
-"""Group commit without a writer thread: the request that finds no commit under way makes one.
+"""Group commit for the web workers on SQLite: the request that finds no commit under way
+makes one.
 
-A commit writes every page the transaction touched to the WAL (about fifteen for a notice
-that creates a job), and under DURABILITY=full it also waits for an fsync. A request queues
-its notice; if no other request of the process is committing, it becomes the leader: it
-takes every queued notice (its own included) and commits them in one transaction on the
-process's connection, in its own thread, then wakes the requests whose notices it carried.
-Requests that arrive meanwhile wait for the next commit together, so its cost is paid once
-per batch, and a request that meets no other pays no hand-off to another thread at all
-(a dedicated writer thread cost two thread wake-ups per notice under load, bench/). Each
-notice runs in its own SAVEPOINT, so a notice that fails rolls back alone; each caller
-gets its answer only after the COMMIT that made its notice durable.
+A request queues its write (a notice to record, a body to quarantine); if no other request
+of the process is committing, it becomes the leader: it takes every queued write (its own
+included) and commits them in one transaction on the process's connection, through the
+ledger's one transaction runner (store/session.py), each write in a SAVEPOINT of its own so
+that one that fails rolls back alone. Requests that arrive meanwhile wait for the next
+commit together, so its cost (the WAL pages, and an fsync under DURABILITY=full) is paid
+once per batch. Each caller gets its answer only after the COMMIT that made its write
+durable.
 
-Between processes (gunicorn workers), the leaders take turns on an flock of
+Between processes (gunicorn workers), leaders take turns on an flock of
 `<ledger>-writer.lock` before BEGIN IMMEDIATE: a waiting leader sleeps in the kernel and
-wakes the moment the lock is free, where SQLite's own busy handler polls with sleeps of up
-to 100 ms and, with four workers, put the p99 past a second (bench/). That kernel wait runs
-on a small helper thread so that it is bounded: past the request's deadline the batch gets
-503 and nothing of it is written.
+wakes the moment the lock is free, where SQLite's busy handler polls with sleeps. That wait
+runs on a small helper thread so that it is bounded: past the request's deadline the batch
+gets 503 and nothing of it is written.
 """
 
 import collections
@@ -26,36 +24,75 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .errors import LedgerUnavailable, classify
-from .ledger import Ledger, NormalizedEvent, RecordResult, open_ledger
+from .ledger import Ledger, open_ledger
+from .notices import NormalizedEvent, RecordResult
 
 MAX_BATCH = 64
-# Longest a request waits for its commit. Past it the answer is 503 and the notice is
+# Longest a request waits for its commit. Past it the answer is 503 and the write is
 # withdrawn if no commit has taken it up; a sender retries, and the dedup key makes a
 # notice committed after all a duplicate. Well under gunicorn's worker timeout.
 WAIT_S = 10.0
 log = logging.getLogger("jobledger.writer")
+T = TypeVar("T")
 
 
-class _Notice:
-    """One queued notice and, once its batch is over, its outcome."""
+class _Write:
+    """One queued write and, once its batch is over, its outcome."""
 
-    __slots__ = ("args", "taken", "done", "result", "error")
+    __slots__ = ("fn", "taken", "done", "result", "error")
 
-    def __init__(self, args: tuple):
-        self.args = args
+    def __init__(self, fn: Callable[[Ledger], Any]):
+        self.fn = fn
         self.taken = self.done = False  # taken: in a batch under way
-        self.result: RecordResult | None = None
+        self.result: Any = None
         self.error: BaseException | None = None
 
 
-class GroupWriter:
-    """Record notices through one connection per process, committing them in batches.
+class Front:
+    """What a request writes through: a notice to record, a body to quarantine.
+
+    Subclasses say how one write is run (`write`); the rest is the same on both engines.
+    """
+
+    def write(self, fn: Callable[[Ledger], T]) -> T:
+        """Run `fn(ledger)` in a write transaction; return its result once committed."""
+        raise NotImplementedError
+
+    def record_event(
+        self, event: NormalizedEvent, *, source: str, verified: bool, auth: str | None = None
+    ) -> RecordResult:
+        """Record one notice as `Ledger.notices.record` does; return once it is committed."""
+        return self.write(
+            lambda ledger: ledger.notices.record_in_transaction(event, source, verified, auth)
+        )
+
+    def quarantine(self, **item: Any) -> int:
+        """Keep a body as `Ledger.quarantine.keep` does; return its id once committed."""
+        return self.write(lambda ledger: ledger.quarantine.keep_in_transaction(**item))
+
+
+class DirectWriter(Front):
+    """Each write in a transaction of its own on one ledger connection (PostgreSQL, whose
+    server groups concurrent commits by itself)."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def write(self, fn: Callable[[Ledger], T]) -> T:
+        """Run `fn(ledger)` in a (pipelined) transaction of its own."""
+        return self.ledger.session.write(fn, self.ledger, pipelined=True)
+
+
+class GroupWriter(Front):
+    """Write through one connection per process, committing the writes of requests in batches.
 
     Never left broken by a ledger failure: the batch that met it fails (each caller gets
     the error), the connection and lock file are closed, and the next batch opens them
@@ -71,53 +108,53 @@ class GroupWriter:
     ):
         self.path, self.durability, self.max_batch = path, durability, max_batch
         self.wait_s = wait_s
-        self.batches = self.notices = 0  # for tests and benchmarks
+        self.batches = self.writes = 0  # for tests and benchmarks
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[_Notice] = collections.deque()
+        self._queue: collections.deque[_Write] = collections.deque()
         self._leading = False
         self._ledger: Ledger | None = None
         self._lock_fd: int | None = None
         self._lock_waiter: _LockWaiter | None = None
         self._checkpointer = Checkpointer(path)
 
-    def record_event(
-        self, event: NormalizedEvent, *, source: str, verified: bool, auth: str | None = None
-    ) -> RecordResult:
-        """Record one notice as Ledger.record_event does; return once it is committed.
+    def write(self, fn: Callable[[Ledger], T]) -> T:
+        """Run `fn(ledger)` in the next group commit; return its result once committed.
+
+        `fn` runs in a SAVEPOINT of the batch's transaction (store/session.py), so if it
+        raises, what it did is rolled back alone and its caller gets the error.
 
         :raises LedgerUnavailable: the ledger could not take it, or not within `wait_s`
         """
-        notice = _Notice((event, source, verified, auth))
+        queued = _Write(fn)
         deadline = time.monotonic() + self.wait_s
         with self._cond:
-            self._queue.append(notice)
-            while not notice.done:
+            self._queue.append(queued)
+            while not queued.done:
                 if not self._leading:
-                    self._lead(notice, deadline)
+                    self._lead(queued, deadline)
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if not notice.taken:
-                        self._queue.remove(notice)
-                    raise LedgerUnavailable(
-                        f"the ledger did not commit the notice within {self.wait_s:g} s"
-                        + (
-                            "; it may still be recorded (a retry is a duplicate)"
-                            if notice.taken
-                            else ""
-                        ),
-                        "timeout",
-                    )
+                    self._give_up(queued)
                 self._cond.wait(remaining)
-        if notice.error is not None:
-            raise notice.error
-        assert notice.result is not None
-        return notice.result
+        if queued.error is not None:
+            raise queued.error
+        return queued.result
 
-    def _lead(self, own: _Notice, deadline: float) -> None:
+    def _give_up(self, queued: _Write) -> None:
+        """Withdraw a write whose wait ran out (called with `_cond` held); raise 503's error."""
+        if not queued.taken:
+            self._queue.remove(queued)
+        raise LedgerUnavailable(
+            f"the ledger did not commit the write within {self.wait_s:g} s"
+            + ("; it may still be recorded (a retry is a duplicate)" if queued.taken else ""),
+            "timeout",
+        )
+
+    def _lead(self, own: _Write, deadline: float) -> None:
         """Commit what is queued, in this thread; called and returning with `_cond` held.
 
-        The batch is taken only once this process holds the writers' lock: notices that
+        The batch is taken only once this process holds the writers' lock: writes that
         arrive while another process commits join it.
         """
         self._leading = True
@@ -139,8 +176,8 @@ class GroupWriter:
                 with self._cond:
                     size = min(len(self._queue), self.max_batch)
                     batch = [self._queue.popleft() for _ in range(size)]
-                    for notice in batch:
-                        notice.taken = True
+                    for queued in batch:
+                        queued.taken = True
                 self._write(ledger, batch)
             finally:
                 if fd is not None and self._lock_fd == fd:  # a failure closed it: let go
@@ -171,25 +208,25 @@ class GroupWriter:
         self._release()  # reopened for the next batch: a failed connection is not reused
         return failure
 
-    def _write(self, ledger: Ledger, batch: list[_Notice]) -> None:
+    def _write(self, ledger: Ledger, batch: list[_Write]) -> None:
         """Commit `batch` (the caller holds the writers' lock) and hand out the outcomes."""
         try:
-            done = self._commit(ledger, batch)
+            outcomes = self._commit(ledger, batch)
         except BaseException as e:  # nothing of the batch is known durable: every request fails
             failure = self._failure(e)
-            for notice in batch:
-                notice.error, notice.done = failure, True
+            for queued in batch:
+                queued.error, queued.done = failure, True
             if not isinstance(e, Exception):
                 raise
             return
         self.batches += 1
-        self.notices += len(batch)
-        for notice, outcome in done:
+        self.writes += len(batch)
+        for queued, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                notice.error = outcome
+                queued.error = outcome
             else:
-                notice.result = outcome
-            notice.done = True
+                queued.result = outcome
+            queued.done = True
 
     def _open(self) -> Ledger:
         if self._lock_fd is None:
@@ -238,47 +275,39 @@ class GroupWriter:
             self._lock_fd = None
             taken.add_done_callback(lambda _: os.close(fd))
             raise LedgerUnavailable(
-                f"the ledger did not commit the notice within {self.wait_s:g} s: another"
+                f"the ledger did not commit the write within {self.wait_s:g} s: another"
                 " process held the writers' lock all that time",
                 "timeout",
             ) from None
 
     @staticmethod
-    def _record(ledger: Ledger, notice: _Notice) -> RecordResult:
-        event, source, verified, auth = notice.args
-        return ledger.record_in_transaction(event, source=source, verified=verified, auth=auth)
+    def _commit(ledger: Ledger, batch: list[_Write]) -> list:
+        """Run every write of `batch` in one transaction; return each one's result or error.
 
-    def _commit(self, ledger: Ledger, batch: list[_Notice]) -> list:
-        conn = ledger.conn
-        done: list[tuple[_Notice, RecordResult | Exception]] = []
-        # The path must still name the file this connection writes to, before and after
-        # the commit: a notice committed to a replaced or deleted file is not acked.
-        conn.check_identity()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if len(batch) == 1:  # alone: its own transaction, no savepoint needed
-                notice = batch[0]
-                try:
-                    done.append((notice, self._record(ledger, notice)))
-                except Exception as e:  # noqa: BLE001 - handed to that notice's request
-                    conn.execute("ROLLBACK")
-                    return [(notice, e)]
-            else:
-                for notice in batch:
-                    conn.execute("SAVEPOINT notice")
-                    try:
-                        done.append((notice, self._record(ledger, notice)))
-                    except Exception as e:  # noqa: BLE001 - handed to that notice's request
-                        conn.execute("ROLLBACK TO notice")
-                        done.append((notice, e))
-                    conn.execute("RELEASE notice")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.check_identity()
-        return done
+        A write alone in its batch runs in the transaction itself (no SAVEPOINT to pay for):
+        if it fails, the batch fails. The path must still name the file this connection
+        writes to, before and after the commit: a write committed to a replaced or deleted
+        file is not acknowledged.
+        """
+        ledger.conn.check_identity()
+        if len(batch) == 1:
+            outcomes = [ledger.session.write(batch[0].fn, ledger)]
+        else:
+
+            def each() -> list:
+                return [_outcome(ledger, queued) for queued in batch]
+
+            outcomes = ledger.session.write(each)
+        ledger.conn.check_identity()
+        return outcomes
+
+
+def _outcome(ledger: Ledger, queued: _Write) -> Any:
+    """Run one write of a batch in its own SAVEPOINT; return its result, or its error."""
+    try:
+        return ledger.session.write(queued.fn, ledger)
+    except Exception as e:  # noqa: BLE001 - handed to that write's request
+        return e
 
 
 class _LockWaiter:

@@ -95,7 +95,7 @@ def submit(
             )
             return Submission(job, op, e)
     provider_job_id = op.provider_job_id(answer, call_params)
-    job = ledger.finish_submission(
+    job = ledger.submissions.finish(
         job["id"],
         state=op.state,
         provider_job_id=provider_job_id,
@@ -112,13 +112,13 @@ def submit(
 def _begin(ledger: Ledger, op: Operation, params: dict) -> tuple[dict, bool]:
     """Record the job before the call; return it and whether the ledger already knew it."""
     if op.toggles:
-        known = ledger.find_job(op.provider, op.service, str(params["JobId"]))
+        known = ledger.jobs.find(op.provider, op.service, str(params["JobId"]))
         if known is not None:
-            return ledger.note(known["id"], f"{op.name}:request", params), True
+            return ledger.submissions.note(known["id"], f"{op.name}:request", params), True
     # A Stop of a stream the ledger did not know adopts it as `external`. Its provider job
     # id is set only once the provider accepts: a refused Stop of an unknown id must not
     # claim that id for a job that does not exist.
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider=op.provider,
         service=op.service,
         kind=op.kind,
@@ -138,16 +138,16 @@ def _record_failure(ledger: Ledger, op: Operation, job: dict, known: bool, e: Ca
     """
     response = e.as_response()
     if known:
-        return ledger.note(job["id"], f"{op.name}:response", response)
+        return ledger.submissions.note(job["id"], f"{op.name}:response", response)
     if e.outcome_unknown:
-        return ledger.finish_submission(
+        return ledger.submissions.finish(
             job["id"],
             state=states.SUBMITTING,
             error_code=OUTCOME_UNKNOWN,
             error_message=e.message + UNKNOWN_HINT,
             response=response,
         )
-    return ledger.finish_submission(
+    return ledger.submissions.finish(
         job["id"],
         state=states.SUBMIT_FAILED,
         error_code=e.code,

@@ -197,7 +197,7 @@ def failed_transcode(video: str, *, state: str = "failed") -> Event:
 
 
 def record(ledger, event: Event):
-    return ledger.record_event(event, source="http", verified=True)
+    return ledger.notices.record(event, source="http", verified=True)
 
 
 class TimedSink:

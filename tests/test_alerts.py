@@ -76,7 +76,7 @@ def test_a_failure_queues_one_alert_in_its_own_transaction(ledger):
     event = failed_transcode("v1")
     for _ in range(3):  # redeliveries
         record(ledger, event)
-    assert alert_rows(ledger) == [(ledger.list_jobs()[0][0]["id"], "failed", "TranscodeFail")]
+    assert alert_rows(ledger) == [(ledger.jobs.search()[0][0]["id"], "failed", "TranscodeFail")]
 
 
 def test_success_and_progress_queue_no_alert(ledger):
@@ -86,7 +86,7 @@ def test_success_and_progress_queue_no_alert(ledger):
 
 def test_partial_and_refused_submissions_alert(ledger):
     record(ledger, failed_transcode("v2", state="partial"))
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="preprocess",
@@ -94,7 +94,7 @@ def test_partial_and_refused_submissions_alert(ledger):
         params={"VideoId": "x"},
         media_id="x",
     )
-    ledger.finish_submission(job["id"], state="submit_failed", error_code="InvalidVideo.NotFound")
+    ledger.submissions.finish(job["id"], state="submit_failed", error_code="InvalidVideo.NotFound")
     assert [r[1:] for r in alert_rows(ledger)] == [
         ("partial", "TranscodeFail"),
         ("submit_failed", "InvalidVideo.NotFound"),
@@ -105,7 +105,7 @@ def test_partial_and_refused_submissions_alert(ledger):
 
 
 def test_silent_jobs_time_out_once_and_can_still_be_settled(ledger, app):
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="preprocess",
@@ -117,7 +117,7 @@ def test_silent_jobs_time_out_once_and_can_still_be_settled(ledger, app):
     assert alert_worker.sweep_deadlines(config, ledger, now=later(30)) == []
     assert alert_worker.sweep_deadlines(config, ledger, now=later(61)) == [job["id"]]
     assert alert_worker.sweep_deadlines(config, ledger, now=later(120)) == []  # once
-    timed_out = ledger.get_job(job["id"], with_events=True)
+    timed_out = ledger.jobs.get(job["id"], with_events=True)
     assert timed_out["state"] == "timed_out" and timed_out["error_code"] == "DeadlineExceeded"
     assert timed_out["events"][-1]["event_type"] == "DeadlineExceeded"
     settled = record(
@@ -136,11 +136,11 @@ def test_silent_jobs_time_out_once_and_can_still_be_settled(ledger, app):
     )
     assert settled.job_id == job["id"] and settled.state == "succeeded"
     assert [r[1] for r in alert_rows(ledger)] == ["timed_out"]
-    assert ledger.stats()["by_state"] == {"succeeded": 1}
+    assert ledger.jobs.stats()["by_state"] == {"succeeded": 1}
 
 
 def test_zero_deadline_never_times_out(ledger):
-    ledger.begin_submission(
+    ledger.submissions.begin(
         provider="aliyun",
         service="live",
         kind="edge_transcode",
@@ -207,7 +207,7 @@ def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):
         assert sent[f"webhook:{sink.url}"] == 2
         assert {a["media_id"] for a in sink.received[0]["alerts"]} == {"v5", "v6"}
         assert [m["type"] for m in other.received] == ["job.alert", "job.alert"]
-        deliveries = ledger.alerts_for_job(ledger.list_jobs(q="v5")[0][0]["id"])
+        deliveries = ledger.alerts.for_job(ledger.jobs.search(q="v5")[0][0]["id"])
         attempts = {d["sink"]: d["attempts"] for d in deliveries[0]["deliveries"]}
         assert attempts == {f"webhook:{sink.url}": 2, f"webhook:{other.url}": 1}
     finally:
@@ -306,7 +306,7 @@ def test_reconcile_command_times_out_and_alerts(make_app, ledger, sink):
         ALERT_GROUP_SECONDS=0,
         DEADLINES={"default": 3600, "snapshot": 60},
     )
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="snapshot",

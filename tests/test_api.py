@@ -29,7 +29,7 @@ def add(ledger, n: int, **fields) -> list[str]:
         base["media_id"] = f"{fields.get('media_id', 'video')}-{i}"
         key = hashlib.sha256(json.dumps(base, sort_keys=True).encode()).digest()[:16]
         event = Event(**base, dedup_key=key)
-        ids.append(ledger.record_event(event, source="http", verified=True).job_id)
+        ids.append(ledger.notices.record(event, source="http", verified=True).job_id)
     return ids
 
 

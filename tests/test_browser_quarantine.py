@@ -19,7 +19,7 @@ def no_horizontal_scroll(page) -> bool:
 @pytest.mark.parametrize("width", [1400, 400])
 def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):
     good = json.dumps(dict(fixture_json("aliyun_vod-TranscodeComplete.json"), VideoId=XSS))
-    good_id = ledger.quarantine(
+    good_id = ledger.quarantine.keep(
         provider="aliyun",
         service="vod",
         source="http",
@@ -61,7 +61,7 @@ def test_replay_and_discard_by_clicking(live_server, ledger, browser, width):
     assert no_horizontal_scroll(page)
     page.screenshot(path=str(ARTIFACTS / f"quarantine-replayed-{width}.png"), full_page=True)
     with page.expect_navigation():
-        page.get_by_role("link", name=ledger.list_jobs()[0][0]["id"]).click()
+        page.get_by_role("link", name=ledger.jobs.search()[0][0]["id"]).click()
     assert page.locator("h1").inner_text().endswith("succeeded")
 
     page.goto(live_server + "/quarantine?status=waiting")

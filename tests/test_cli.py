@@ -22,7 +22,7 @@ def test_replay_quarantined_records_what_now_parses(runner, ledger, client):
     good = fixture_bytes("aliyun_vod-TranscodeComplete.json")
     # A body an older parser refused (kept by the store exactly as a hook would keep it),
     # and one that still fails.
-    kept = ledger.quarantine(
+    kept = ledger.quarantine.keep(
         provider="aliyun",
         service="vod",
         source="http",
@@ -38,7 +38,7 @@ def test_replay_quarantined_records_what_now_parses(runner, ledger, client):
     assert f"quarantine {bad.get_json()['quarantine_id']}: still unparseable" in result.output
     line = json.loads(result.stdout.splitlines()[0])
     assert line["quarantine_id"] == kept and line["state"] == "succeeded"
-    rows = ledger.quarantined(pending_only=False)
+    rows = ledger.quarantine.bodies(pending_only=False)
     assert [r["replay_event_id"] is not None for r in rows] == [True, False]
     assert runner.invoke(args=["replay", "--quarantined", str(kept)]).exit_code == 0  # done: no-op
 
@@ -51,9 +51,9 @@ def test_replay_events_reapplies_without_moving_a_final_state(runner, client, db
     line = json.loads(result.stdout)
     assert line["replay_of"] == first["event_id"] and line["job_id"] == first["job_id"]
     with open_ledger(db_path) as led:
-        events = led.events_for_job(first["job_id"])
+        events = led.jobs.events(first["job_id"])
         assert [e["replay_of"] for e in events] == [None, first["event_id"]]
-        assert led.get_job(first["job_id"])["state"] == "succeeded"
+        assert led.jobs.get(first["job_id"])["state"] == "succeeded"
 
 
 def test_replay_needs_ids_or_the_flag(runner):

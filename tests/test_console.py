@@ -115,12 +115,12 @@ def test_rejected_deliveries_are_counted_by_reason_and_store_nothing(console, le
 def test_rejection_counters_stay_bounded(ledger):
     long_ago = datetime.now(UTC) - timedelta(days=3)
     for minute in range(5):
-        ledger.count_rejection("aliyun_vod", "bad_signature", long_ago + timedelta(minutes=minute))
-    ledger.count_rejection("aliyun_vod", "bad_signature", datetime.now(UTC))
+        ledger.rejections.count("aliyun_vod", "bad_signature", long_ago + timedelta(minutes=minute))
+    ledger.rejections.count("aliyun_vod", "bad_signature", datetime.now(UTC))
     rows = ledger.conn.execute("SELECT minute, n FROM hook_rejections").fetchall()
     assert len(rows) == 1 and rows[0][1] == 1  # the first of a new minute pruned the old ones
-    ledger.count_rejection("aliyun_vod", "bad_signature", datetime.now(UTC))
-    assert ledger.rejections_since(datetime.now(UTC) - timedelta(hours=1))[0]["n"] == 2
+    ledger.rejections.count("aliyun_vod", "bad_signature", datetime.now(UTC))
+    assert ledger.rejections.since(datetime.now(UTC) - timedelta(hours=1))[0]["n"] == 2
 
 
 def test_notices_tied_to_no_job_are_shown_escaped(console):

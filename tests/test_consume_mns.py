@@ -132,7 +132,7 @@ def test_every_documented_sample_is_recorded_from_the_queue(mns, consume, ledger
     }
     rows = {
         r["payload"]: r
-        for r in (ledger.get_event(i) for (i,) in ledger.conn.execute("SELECT id FROM events"))
+        for r in (ledger.jobs.event(i) for (i,) in ledger.conn.execute("SELECT id FROM events"))
     }
     assert len(rows) == len(VALID)
     for body in bodies:
@@ -142,7 +142,7 @@ def test_every_documented_sample_is_recorded_from_the_queue(mns, consume, ledger
         if expected.kind is None:  # media-management events are stored, tied to no job
             assert row["job_id"] is None
             continue
-        job = ledger.get_job(row["job_id"])
+        job = ledger.jobs.get(row["job_id"])
         assert (job["provider"], job["service"], job["kind"]) == (
             expected.provider,
             expected.service,
@@ -150,7 +150,7 @@ def test_every_documented_sample_is_recorded_from_the_queue(mns, consume, ledger
         )
         if expected.provider_job_id:
             assert job["provider_job_id"] == expected.provider_job_id
-    h2v, _ = ledger.list_jobs(q="39f8e0bc005e4f309379701645f4****")
+    h2v, _ = ledger.jobs.search(q="39f8e0bc005e4f309379701645f4****")
     assert [(j["kind"], j["state"], j["origin"]) for j in h2v] == [
         ("iproduction", "succeeded", "external")
     ]
@@ -172,7 +172,7 @@ def test_poison_messages_are_quarantined_with_their_metadata_then_deleted(
     assert summary(result)["quarantined"] == len(poison)
     assert summary(result)["applied"] == 1
     assert mns.pending(QUEUE) == 0  # deleted: never redelivered forever
-    rows = ledger.quarantined()
+    rows = ledger.quarantine.bodies()
     assert sorted(r["body"].decode() for r in rows) == sorted(poison)
     for row in rows:
         meta = json.loads(row["meta"])
@@ -184,7 +184,7 @@ def test_poison_messages_are_quarantined_with_their_metadata_then_deleted(
     replay = mns_app.test_cli_runner().invoke(args=["replay", "--quarantined"])
     assert replay.exit_code == 1  # still unparseable with today's parser, and still kept
     assert replay.stderr.count("still unparseable") == len(poison)
-    assert len(ledger.quarantined()) == len(poison)
+    assert len(ledger.quarantine.bodies()) == len(poison)
 
 
 @pytest.mark.parametrize("failure", [InvalidPayload("unknown notice shape"), KeyError("State")])
@@ -207,14 +207,14 @@ def test_a_message_the_old_parser_refused_is_replayed_after_the_fix(
     assert result.exit_code == 0, result.output
     assert (summary(result)["quarantined"], summary(result)["applied"]) == (1, 1)
     assert mns.pending(QUEUE) == 0
-    [row] = ledger.quarantined()
+    [row] = ledger.quarantine.bodies()
     assert row["reason"].startswith("parser error: KeyError") == isinstance(failure, KeyError)
     replay = mns_app.test_cli_runner().invoke(args=["replay", "--quarantined"])
     assert replay.exit_code == 0, replay.output
-    event = ledger.get_event(json.loads(replay.stdout)["event_id"])
+    event = ledger.jobs.event(json.loads(replay.stdout)["event_id"])
     assert (event["source"], event["payload"]) == ("mns", body)
-    assert ledger.get_job(event["job_id"])["state"] == "succeeded"
-    assert ledger.quarantined() == []
+    assert ledger.jobs.get(event["job_id"])["state"] == "succeeded"
+    assert ledger.quarantine.bodies() == []
 
 
 def test_a_notice_that_breaks_the_apply_is_quarantined_alone(mns, consume, ledger, monkeypatch):
@@ -232,7 +232,7 @@ def test_a_notice_that_breaks_the_apply_is_quarantined_alone(mns, consume, ledge
         result = consume()
     assert result.exit_code == 0, result.output
     assert (summary(result)["applied"], summary(result)["quarantined"]) == (3, 1)
-    [row] = ledger.quarantined()
+    [row] = ledger.quarantine.bodies()
     assert row["body"].decode() == bodies[1]
     assert row["reason"].startswith("apply error: TypeError")
     assert mns.pending(QUEUE) == 0
@@ -249,7 +249,7 @@ def test_the_same_message_delivered_twice_is_recorded_once(mns, consume, ledger)
     first = rows[0]
     assert [r[2] for r in rows] == [None, first[0], first[0]]
     assert {r[1] for r in rows} == {first[1]}
-    assert ledger.stats()["total"] == 1
+    assert ledger.jobs.stats()["total"] == 1
     assert mns.pending(QUEUE) == 0
 
 
@@ -294,7 +294,7 @@ def test_a_delete_refused_for_good_stops_the_consumer(mns, ledger, mns_settings)
             consumer.handle(ledger, messages)
     finally:
         consumer.account.mns_client.close_connection()
-    assert ledger.stats()["total"] == 1  # recorded; it comes back later as a duplicate
+    assert ledger.jobs.stats()["total"] == 1  # recorded; it comes back later as a duplicate
 
 
 def test_a_busy_ledger_leaves_the_batch_for_redelivery(mns, consume, ledger, db_path, monkeypatch):
@@ -415,7 +415,7 @@ def test_several_consumers_on_one_queue_apply_each_message_once(mns, mns_setting
     assert [c.error for c in runs] == [None] * 3
     assert sum(c.stats.applied for c in runs) == 150
     assert sum(c.stats.duplicates for c in runs) == 30
-    assert ledger.stats()["total"] == 150
+    assert ledger.jobs.stats()["total"] == 150
     assert mns.pending(QUEUE) == 0
 
 
@@ -454,13 +454,13 @@ def test_record_events_matches_record_event(tmp_path):
                 results = [
                     r
                     for i in range(0, len(events), 5)
-                    for r in led.record_events(
+                    for r in led.notices.record_many(
                         events[i : i + 5], source="mns", verified=True, auth="queue"
                     )
                 ]
             else:
                 results = [
-                    led.record_event(e, source="mns", verified=True, auth="queue") for e in events
+                    led.notices.record(e, source="mns", verified=True, auth="queue") for e in events
                 ]
             jobs = led.conn.execute(
                 "SELECT provider, service, kind, provider_job_id, media_id, state, preprocess,"
@@ -526,7 +526,7 @@ def test_a_killed_consumer_loses_nothing_and_applies_nothing_twice(mns, db_path,
         originals = [
             r[0] for r in led.conn.execute("SELECT payload FROM events WHERE duplicate_of IS NULL")
         ]
-        assert led.stats()["total"] == len(bodies)  # no job twice
+        assert led.jobs.stats()["total"] == len(bodies)  # no job twice
     assert sorted(originals) == sorted(bodies)  # each message applied exactly once in effect
 
 

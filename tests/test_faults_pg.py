@@ -20,8 +20,8 @@ import store.connection
 from receiver import pgpool
 from receiver.providers.aliyun import vod as aliyun_vod
 from store import migrate, open_ledger
+from store.notices import lock_id
 from store.pg_schema import MIGRATION_LOCK
-from store.rows import lock_id
 from tests.helpers import assert_error_shape, count, fixture_json, vod_headers
 
 pytestmark = pytest.mark.postgresql_only

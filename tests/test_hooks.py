@@ -112,7 +112,7 @@ def test_same_body_five_times_is_one_state_change(client, ledger):
     assert [a.get_json()["duplicate"] for a in answers] == [False] + [True] * 4
     assert len({a.get_json()["job_id"] for a in answers}) == 1
     assert count(ledger, "jobs") == 1
-    assert ledger.stats()["by_state"] == {"succeeded": 1}
+    assert ledger.jobs.stats()["by_state"] == {"succeeded": 1}
 
 
 def test_finish_then_an_older_processing(make_app, ledger):

@@ -86,7 +86,7 @@ def check_ledger(database: str, items, answers) -> None:
             "SELECT COUNT(*) FROM events WHERE duplicate_of IS NULL"
         ).fetchone()[0]
         assert originals == len(items)
-        assert ledger.stats()["total"] == len(expected)
+        assert ledger.jobs.stats()["total"] == len(expected)
 
 
 def test_three_hosts_share_one_ledger(gunicorn_server, settings, tmp_path):

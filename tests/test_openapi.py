@@ -27,7 +27,7 @@ def api_schema(make_app):
             == 200
         )
     with open_ledger(app.config["DATABASE"]) as ledger:  # a real id for the detail route
-        app.config["SAMPLE_JOB"] = ledger.list_jobs()[0][0]["id"]
+        app.config["SAMPLE_JOB"] = ledger.jobs.search()[0][0]["id"]
     return schemathesis.openapi.from_wsgi(
         "/api/openapi.json", app, headers={"Authorization": f"Bearer {OPS_TOKEN}"}
     )

@@ -203,12 +203,12 @@ def test_a_notice_finds_its_videos_job_through_jobs_media_before_any_analyze(pg_
     (it once walked jobs_kind_id through every job of the kind)."""
     with open_ledger(pg_url) as ledger:
         ledger.conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")
-        ledger.record_events(
+        ledger.notices.record_many(
             [json_event(f"young-{i}") for i in range(2000)], source="http", verified=True
         )
         ledger.conn.execute("SELECT pg_stat_reset()")
-        ledger.record_event(json_event("young-new"), source="http", verified=True)
-        ledger.record_event(json_event("young-7"), source="http", verified=True)  # a duplicate
+        ledger.notices.record(json_event("young-new"), source="http", verified=True)
+        ledger.notices.record(json_event("young-7"), source="http", verified=True)  # a duplicate
         ledger.conn.execute("SELECT pg_stat_force_next_flush()")
         ledger.conn.execute("SELECT 1")  # the flush happens at the end of a transaction
         read = dict(
@@ -224,9 +224,9 @@ def test_a_recorded_notice_is_committed_when_recording_returns(pg_url):
     """Notices go out in pipeline mode; the COMMIT must have gone out and succeeded too."""
     with open_ledger(pg_url) as ledger, psycopg.connect(pg_url, autocommit=True) as other:
         for i in range(3):
-            ledger.record_event(json_event(f"seen-{i}"), source="http", verified=True)
+            ledger.notices.record(json_event(f"seen-{i}"), source="http", verified=True)
             assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == i + 1
-        ledger.record_events(
+        ledger.notices.record_many(
             [json_event("seen-a"), json_event("seen-b")], source="mns", verified=True
         )
         assert other.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 5
@@ -239,8 +239,8 @@ def test_a_command_reconnects_after_the_server_dropped_its_connection(pg_url, pg
         pid = ledger.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         pg_cluster.admin(f"SELECT pg_terminate_backend({pid})")
         with pytest.raises(LedgerUnavailable):  # the batch in hand is left for redelivery
-            ledger.record_event(event, source="mns", verified=True)
-        result = ledger.record_event(event, source="mns", verified=True)  # a new connection
+            ledger.notices.record(event, source="mns", verified=True)
+        result = ledger.notices.record(event, source="mns", verified=True)  # a new connection
         assert result.state == "succeeded" and result.duplicate_of is None
         assert ledger.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
 

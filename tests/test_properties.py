@@ -111,10 +111,10 @@ def outcome(ledger, provider, bodies: list[bytes]) -> dict:
     """Record the bodies in turn; return the job they all landed on."""
     job_ids = set()
     for body in bodies:
-        result = ledger.record_event(provider.parse(body), source="http", verified=True)
+        result = ledger.notices.record(provider.parse(body), source="http", verified=True)
         job_ids.add(result.job_id)
     assert len(job_ids) == 1, f"notices of one job landed on {len(job_ids)} jobs"
-    job = ledger.get_job(job_ids.pop())
+    job = ledger.jobs.get(job_ids.pop())
     return {
         k: job[k]
         for k in (

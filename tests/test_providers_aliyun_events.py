@@ -138,10 +138,10 @@ def test_production_started_then_finished_is_one_job(db_path):
     done = fixture_json("aliyun_vod-ProduceMediaComplete-fail.json")
     done["MediaId"] = start["VideoId"]
     with open_ledger(db_path) as ledger:
-        first = ledger.record_event(parse(start), source="http", verified=True)
-        second = ledger.record_event(parse(done), source="http", verified=True)
+        first = ledger.notices.record(parse(start), source="http", verified=True)
+        second = ledger.notices.record(parse(done), source="http", verified=True)
         assert first.job_id == second.job_id
-        assert ledger.get_job(first.job_id)["state"] == "failed"
+        assert ledger.jobs.get(first.job_id)["state"] == "failed"
 
 
 # -- MPS general job notices --------------------------------------------------------------
@@ -161,9 +161,9 @@ def test_mps_general_notice_settles_its_job(job_type, kind, db_path):
     doc.update(Type=job_type, type=job_type, State="Analysing", state="Analysing")
     failed = dict(doc, State="Fail", state="Fail", code="InvalidInput", msg="bad input")
     with open_ledger(db_path) as ledger:
-        first = ledger.record_event(queue.parse(json.dumps(doc)), source="mns", verified=True)
-        second = ledger.record_event(queue.parse(json.dumps(failed)), source="mns", verified=True)
-        job = ledger.get_job(first.job_id)
+        first = ledger.notices.record(queue.parse(json.dumps(doc)), source="mns", verified=True)
+        second = ledger.notices.record(queue.parse(json.dumps(failed)), source="mns", verified=True)
+        job = ledger.jobs.get(first.job_id)
         assert first.job_id == second.job_id and job["kind"] == kind
         assert (job["state"], job["error_code"]) == ("failed", "InvalidInput")
 

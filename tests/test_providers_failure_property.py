@@ -186,14 +186,14 @@ def test_a_signalled_failure_is_never_succeeded(case):
 def test_through_the_ledger_a_failed_job_stays_unsucceeded(ledger, cases):
     for case in cases:
         event = _parse(*case)
-        result = ledger.record_event(event, source="http", verified=True)
+        result = ledger.notices.record(event, source="http", verified=True)
         if result.job_id is None:
             continue
-        assert ledger.get_job(result.job_id)["state"] != "succeeded", case
+        assert ledger.jobs.get(result.job_id)["state"] != "succeeded", case
         # the success twin arriving later cannot turn a final failure into a success
         if event.state in ("failed", "partial"):
             healed = dataclasses.replace(
                 event, state="succeeded", error_code=None, error_message=None, dedup_key=None
             )
-            ledger.record_event(healed, source="http", verified=True)
-            assert ledger.get_job(result.job_id)["state"] == event.state
+            ledger.notices.record(healed, source="http", verified=True)
+            assert ledger.jobs.get(result.job_id)["state"] == event.state

@@ -21,7 +21,7 @@ def test_an_external_edit_media_job_is_settled_by_a_poll(build, fakes, ledger):
     )
     assert posted.status_code == 200, posted.get_json()
     job_id = posted.get_json()["job_id"]
-    assert ledger.get_job(job_id)["kind"] == "edit_media"
+    assert ledger.jobs.get(job_id)["kind"] == "edit_media"
     task = tencent_sdk.sample("EditMediaTask") | {
         "TaskId": "em-1",
         "ErrCode": 0,
@@ -34,7 +34,7 @@ def test_an_external_edit_media_job_is_settled_by_a_poll(build, fakes, ledger):
         "EditMediaTask": task,
     }
     reconcile_pass(app.config, ledger, datetime.now(UTC) + timedelta(hours=2))
-    job = ledger.get_job(job_id)
+    job = ledger.jobs.get(job_id)
     assert (job["state"], job["error_code"]) == ("failed", "FailedOperation.InvalidInput")
-    [poll] = [e for e in ledger.events_for_job(job_id) if e["source"] == "poll"]
+    [poll] = [e for e in ledger.jobs.events(job_id) if e["source"] == "poll"]
     assert poll["event_type"] == "DescribeTaskDetail"

@@ -185,8 +185,8 @@ def test_a_v2_event_and_its_v3_twin_land_on_one_job(event_type, db_path):
     task = tencent_sdk.sample(sdk_class) | {"TaskId": v2["data"]["vodTaskId"]}
     v3 = {"EventType": event_type, key: task}
     with open_ledger(db_path) as ledger:
-        first = ledger.record_event(parse(v3), source="http", verified=True)
-        second = ledger.record_event(parse(v2), source="http", verified=False)
+        first = ledger.notices.record(parse(v3), source="http", verified=True)
+        second = ledger.notices.record(parse(v2), source="http", verified=False)
         assert first.job_id == second.job_id and second.created_job is False
-        job = ledger.get_job(first.job_id)
+        job = ledger.jobs.get(first.job_id)
         assert (job["kind"], job["state"]) == (KINDS[event_type], "succeeded")

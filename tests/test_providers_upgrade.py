@@ -51,8 +51,8 @@ def test_pulled_v3_task_events_make_and_settle_jobs(fake_api, pull, ledger):
     result = pull()
     assert result.exit_code == 0, result.output
     assert summaries(result)["v3"]["applied"] == 2
-    [ok], _ = ledger.list_jobs(q="1256768367-transcode-ok")
-    [bad], _ = ledger.list_jobs(q="1256768367-clip-bad")
+    [ok], _ = ledger.jobs.search(q="1256768367-transcode-ok")
+    [bad], _ = ledger.jobs.search(q="1256768367-clip-bad")
     assert (ok["kind"], ok["state"], ok["media_id"]) == (
         "transcode",
         "succeeded",
@@ -66,7 +66,7 @@ def _store_as_before(db_path, doc: dict, **old_fields) -> int:
     event = tencent_vod.parse(json.dumps(doc).encode())
     event = dataclasses.replace(event, **old_fields)
     with open_ledger(db_path) as ledger:
-        return ledger.record_event(event, source="http", verified=True).event_id
+        return ledger.notices.record(event, source="http", verified=True).event_id
 
 
 def test_replay_makes_the_job_an_older_parser_did_not(runner, db_path):
@@ -74,7 +74,7 @@ def test_replay_makes_the_job_an_older_parser_did_not(runner, db_path):
     ok = _store_as_before(db_path, transcode_complete("1256768367-t-old"), **old)
     bad = _store_as_before(db_path, transcode_complete("1256768367-t-bad", ErrCode=30010), **old)
     with open_ledger(db_path) as ledger:
-        assert ledger.get_event(ok)["job_id"] is None and ledger.stats()["total"] == 0
+        assert ledger.jobs.event(ok)["job_id"] is None and ledger.jobs.stats()["total"] == 0
     result = runner.invoke(args=["replay", str(ok), str(bad)])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -83,16 +83,16 @@ def test_replay_makes_the_job_an_older_parser_did_not(runner, db_path):
         (bad, "failed"),
     ]
     with open_ledger(db_path) as ledger:
-        job = ledger.get_job(lines[0]["job_id"])
+        job = ledger.jobs.get(lines[0]["job_id"])
         assert (job["kind"], job["provider_job_id"]) == ("transcode", "1256768367-t-old")
-        assert ledger.get_job(lines[1]["job_id"])["error_code"] == "30010"
+        assert ledger.jobs.get(lines[1]["job_id"])["error_code"] == "30010"
 
 
 def test_replay_joins_the_job_a_v2_twin_already_made(runner, db_path):
     twin = fixture_json("tencent_vod-v2-TranscodeComplete.json")
     task_id = twin["data"]["vodTaskId"]
     with open_ledger(db_path) as ledger:
-        made = ledger.record_event(
+        made = ledger.notices.record(
             tencent_vod.parse(json.dumps(twin).encode()), source="http", verified=False
         )
     old = {"kind": None, "provider_job_id": None, "media_id": None, "state": None, "outputs": ()}

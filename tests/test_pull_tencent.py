@@ -94,7 +94,7 @@ def test_every_documented_sample_is_pulled_recorded_and_confirmed(api, v2, pull,
     assert summaries(result)["v2"]["applied"] == len(V2_SAMPLES)
     assert api.pending_events() == [] and v2.pending_events() == []
     assert len(api.confirmed) == 2 and len(v2.confirmed) == len(V2_SAMPLES)
-    rows = [ledger.get_event(i) for (i,) in ledger.conn.execute("SELECT id FROM events")]
+    rows = [ledger.jobs.event(i) for (i,) in ledger.conn.execute("SELECT id FROM events")]
     expected = [{k: v for k, v in d.items() if k != "EventHandle"} for d in v3_samples()]
     expected += [fixture_json(name) for name in V2_SAMPLES]
     assert sorted(r["payload"] for r in rows) == sorted(
@@ -104,7 +104,7 @@ def test_every_documented_sample_is_pulled_recorded_and_confirmed(api, v2, pull,
         assert (row["source"], row["verified"], row["auth"]) == ("pull", 1, "api")
         assert row["duplicate_of"] is None and "EventHandle" not in row["payload"]
         assert tencent_vod.parse(row["payload"]).event_type == row["event_type"]
-    [job], _ = ledger.list_jobs(q="1256768367-Procedure-475b72xxxcb177t1")
+    [job], _ = ledger.jobs.search(q="1256768367-Procedure-475b72xxxcb177t1")
     assert (job["kind"], job["state"]) == ("procedure", "succeeded")
 
 
@@ -131,7 +131,7 @@ def test_unconfirmed_events_come_back_and_are_applied_once(ledger, make_app, db_
         "deferred": 0,
         "acked": 3,
     }
-    assert (count(db_path), ledger.stats()["total"]) == (3, 3)
+    assert (count(db_path), ledger.jobs.stats()["total"]) == (3, 3)
 
 
 def test_poison_events_are_quarantined_confirmed_and_replayable(
@@ -149,7 +149,7 @@ def test_poison_events_are_quarantined_confirmed_and_replayable(
     assert result.exit_code == 0, result.output
     assert summaries(result)["v3"]["quarantined"] == 2
     assert api.pending_events() == []  # confirmed: never pulled forever
-    rows = ledger.quarantined()
+    rows = ledger.quarantine.bodies()
     assert [json.loads(r["body"]) for r in rows] == [bad, good]
     for row in rows:
         assert (row["provider"], row["service"], row["source"]) == ("tencent", "vod", "pull")
@@ -157,9 +157,9 @@ def test_poison_events_are_quarantined_confirmed_and_replayable(
     replay = tencent_app.test_cli_runner().invoke(args=["replay", "--quarantined"])
     assert replay.exit_code == 1  # `bad` is still unparseable; `good` is recorded now
     [line] = replay.stdout.splitlines()
-    event = ledger.get_event(json.loads(line)["event_id"])
+    event = ledger.jobs.event(json.loads(line)["event_id"])
     assert event["source"] == "pull" and json.loads(event["payload"]) == good
-    assert [json.loads(r["body"]) for r in ledger.quarantined()] == [bad]
+    assert [json.loads(r["body"]) for r in ledger.quarantine.bodies()] == [bad]
 
 
 def test_a_busy_ledger_leaves_events_unconfirmed(make_app, db_path, monkeypatch):

@@ -26,7 +26,7 @@ def keep(ledger, body: bytes, **fields) -> int:
     """Quarantine a body as a hook would (a parser of an older release refused it)."""
     values = dict(provider="aliyun", service="vod", source="http", reason="older parser")
     values.update(fields)
-    return ledger.quarantine(body=body, verified=True, auth="signature", **values)
+    return ledger.quarantine.keep(body=body, verified=True, auth="signature", **values)
 
 
 def poison(client, body: bytes = b"{oops") -> int:
@@ -73,7 +73,7 @@ def test_filters(client, ledger, query, expected):
         "a2": keep(ledger, b"2"),
         "t": keep(ledger, b"3", provider="tencent", source="pull"),
     }
-    ledger.discard_quarantined(ids["a2"], by="test")
+    ledger.quarantine.discard(ids["a2"], by="test")
     names = {v: k for k, v in ids.items()}
     items = client.get(f"/api/quarantine?{query}").get_json()["items"]
     assert [names[i["id"]] for i in items] == expected
@@ -195,7 +195,7 @@ def test_discard_keeps_the_row_and_says_who(make_app, ledger):
         f"/quarantine/{ids[1]}/discard", data={"csrf": token}, headers=basic("alice")
     )
     assert response.status_code == 303
-    assert ledger.get_quarantined(ids[1])["discarded_by"] == "basic:alice"
+    assert ledger.quarantine.get(ids[1])["discarded_by"] == "basic:alice"
     rows = client.get("/api/quarantine", headers=BEARER).get_json()["items"]
     assert [r["status"] for r in rows] == ["waiting", "discarded", "discarded"]
     assert ledger.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 3
@@ -207,7 +207,7 @@ def test_discard_from_loopback_without_a_token_and_not_after_a_replay(client, le
     assert client.post(f"/api/quarantine/{other}/discard").get_json()["discarded_by"] == "loopback"
     assert client.post(f"/api/quarantine/{qid}/replay").get_json()["ok"] is True
     # neither a discarded nor a replayed body waits any more (the dashboard's count)
-    assert ledger.quarantine_waiting() == 0 and ledger.quarantined() == []
+    assert ledger.quarantine.waiting() == 0 and ledger.quarantine.bodies() == []
     assert (
         "replayed already"
         in assert_error_shape(client.post(f"/api/quarantine/{qid}/discard"), 409)["error"]
@@ -237,7 +237,7 @@ def test_api_routes_need_the_bearer_token(make_app, ledger, method, path):
     client = make_app(OPS_TOKEN=OPS_TOKEN).test_client()
     for headers in ({}, basic(), {"Authorization": "Bearer wrong"}):
         assert_error_shape(client.open(path, method=method, headers=headers), 401)
-    assert ledger.get_quarantined(1)["status"] == "waiting"
+    assert ledger.quarantine.get(1)["status"] == "waiting"
     assert client.open(path, method=method, headers=BEARER).status_code == 200
     open_client = make_app().test_client()  # no token: loopback only
     remote = {"REMOTE_ADDR": "203.0.113.9"}
@@ -258,7 +258,7 @@ def test_pages_need_credentials_and_posts_need_csrf(make_app, ledger, method, pa
     form = {"csrf": token, "target": "quarantine"}
     assert client.post(path, data={"target": "quarantine"}, headers=basic()).status_code == 403
     assert client.post(path, data={**form, "csrf": "0" * 32}, headers=basic()).status_code == 403
-    assert ledger.get_quarantined(1)["status"] == "waiting"  # refused: nothing happened
+    assert ledger.quarantine.get(1)["status"] == "waiting"  # refused: nothing happened
     assert client.post(path, data=form, headers=basic()).status_code in (200, 303)
 
 
@@ -341,7 +341,7 @@ def test_rows_kept_before_the_status_migration_stay_readable(tmp_path, make_app)
         (1, "waiting", {}),
     ]
     with open_ledger(path) as led:
-        assert led.list_quarantine(filters={"status": ["waiting"]})[0][0]["id"] == 1
+        assert led.quarantine.search(filters={"status": ["waiting"]})[0][0]["id"] == 1
 
 
 def test_the_openapi_document_covers_every_json_route(app, client):

@@ -55,7 +55,7 @@ def run(app, ledger, now=None, **kwargs) -> dict:
 
 
 def poll_events(ledger, job_id):
-    events = ledger.get_job(job_id, with_events=True)["events"]
+    events = ledger.jobs.get(job_id, with_events=True)["events"]
     return [(e["event_type"], e["state_after"]) for e in events if e["source"] == "poll"]
 
 
@@ -67,10 +67,10 @@ def test_mps_job_is_settled_by_query_iproduction_job(app, client, fakes, ledger)
     assert run(app, ledger, later(0.5)) == {"due": 0}  # callbacks get the first minute
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Analysing")
     assert run(app, ledger, later(2))["changed"] == 1
-    assert ledger.get_job(job["id"])["state"] == "processing"
+    assert ledger.jobs.get(job["id"])["state"] == "processing"
     # Unchanged answer: nothing recorded, and the next poll is further away.
     assert run(app, ledger, later(10))["unchanged"] == 1
-    next_at, count = ledger.poll_counts(job["id"])
+    next_at, count = ledger.polls.counts(job["id"])
     assert count == 2 and next_at > iso(later(10) + timedelta(seconds=100))
     fakes.aliyun.set_iproduction(
         job["provider_job_id"],
@@ -82,7 +82,7 @@ def test_mps_job_is_settled_by_query_iproduction_job(app, client, fakes, ledger)
         },
     )
     assert run(app, ledger, later(60))["changed"] == 1
-    settled = ledger.get_job(job["id"])
+    settled = ledger.jobs.get(job["id"])
     assert settled["state"] == "succeeded"
     assert settled["outputs"] == [{"file": "videoclip/16e6bc5c-origin.mp4"}]
     assert poll_events(ledger, job["id"]) == [
@@ -98,8 +98,8 @@ def test_a_poll_never_moves_a_final_state_back(app, client, fakes, ledger):
     run(app, ledger)
     stale = {"RequestId": "R2", "JobId": job["provider_job_id"], "State": "Analysing", "Result": ""}
     answer = status_answers.mps_iproduction(stale)
-    result = ledger.record_event(answer, source="poll", verified=True)
-    assert (result.state, ledger.get_job(job["id"])["state"]) == ("succeeded", "succeeded")
+    result = ledger.notices.record(answer, source="poll", verified=True)
+    assert (result.state, ledger.jobs.get(job["id"])["state"]) == ("succeeded", "succeeded")
 
 
 def test_failed_mps_job_gets_the_providers_code(app, client, fakes, ledger):
@@ -110,7 +110,7 @@ def test_failed_mps_job_gets_the_providers_code(app, client, fakes, ledger):
         result={"Code": "InvalidInput.NotSupported", "Message": "The input is not supported."},
     )
     run(app, ledger)
-    failed = ledger.get_job(job["id"])
+    failed = ledger.jobs.get(job["id"])
     assert (failed["state"], failed["error_code"]) == ("failed", "InvalidInput.NotSupported")
     assert failed["error_message"] == "The input is not supported."
 
@@ -125,7 +125,7 @@ def test_live_edge_job_follows_get_edge_transcode_job(app, client, fakes, ledger
     # Stopped elsewhere (the console): the next poll sees it.
     fakes.aliyun.edge_jobs[("c1", "e1")].update(Status="0", LastStopAt="2099-01-01T00:00:00Z")
     assert run(app, ledger, later(30))["changed"] == 1
-    assert ledger.get_job(job["id"])["state"] == "stopped"
+    assert ledger.jobs.get(job["id"])["state"] == "stopped"
     assert poll_events(ledger, job["id"]) == [
         ("GetEdgeTranscodeJob", "running"),
         ("GetEdgeTranscodeJob", "stopped"),
@@ -142,7 +142,7 @@ def test_an_older_edge_answer_does_not_undo_a_newer_start(app, client, fakes, le
         Status="0", LastStopAt="2020-01-01T00:00:00Z", LastStartAt=""
     )
     assert run(app, ledger)["unchanged"] == 1
-    assert ledger.get_job(job["id"])["state"] == "running"
+    assert ledger.jobs.get(job["id"])["state"] == "running"
 
 
 def test_tencent_task_is_settled_by_describe_task_detail(app, client, fakes, ledger):
@@ -152,12 +152,12 @@ def test_tencent_task_is_settled_by_describe_task_detail(app, client, fakes, led
         {"FileId": "5285890784246869930", "ProcedureName": "MyProc"},
     )
     assert run(app, ledger, later(2))["changed"] == 1  # the fake says PROCESSING
-    assert ledger.get_job(job["id"])["state"] == "processing"
+    assert ledger.jobs.get(job["id"])["state"] == "processing"
     task = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")["ProcedureStateChangeEvent"]
     task["TaskId"] = job["provider_job_id"]
     fakes.tencent.tasks[job["provider_job_id"]].update(Status="FINISH", ProcedureTask=task)
     run(app, ledger, later(30))
-    settled = ledger.get_job(job["id"])
+    settled = ledger.jobs.get(job["id"])
     assert settled["state"] == "succeeded"
     assert "https://1256768367.vod2.myqcloud.com/xxx/xxx/v.f20.mp4" in [
         o.get("url") for o in settled["outputs"]
@@ -170,7 +170,7 @@ def test_aborted_tencent_task_fails(app, client, fakes, ledger):
     )
     fakes.tencent.tasks[job["provider_job_id"]]["Status"] = "ABORTED"
     run(app, ledger)
-    failed = ledger.get_job(job["id"])
+    failed = ledger.jobs.get(job["id"])
     assert (failed["state"], failed["error_code"]) == ("failed", "ABORTED")
 
 
@@ -185,7 +185,7 @@ def test_v2_task_is_settled_by_get_task_info(app, client, fakes, ledger):
     data.update(vodTaskId=job["provider_job_id"], status="FINISH")
     fakes.v2.tasks[job["provider_job_id"]].update(status="FINISHED", data=data)  # table spelling
     assert run(app, ledger)["changed"] == 1
-    settled = ledger.get_job(job["id"])
+    settled = ledger.jobs.get(job["id"])
     assert settled["state"] == "succeeded"
     assert {"http://x/f10.mp4", "http://125676836723.vod2.myqcloud.com/xxx/xxx/f20.mp4"} <= {
         o.get("url") for o in settled["outputs"]
@@ -224,7 +224,7 @@ def test_vod_transcode_is_settled_by_its_newest_task(app, client, fakes, ledger)
         ],
     }
     assert run(app, ledger)["changed"] == 1
-    settled = ledger.get_job(job_id)
+    settled = ledger.jobs.get(job_id)
     assert (settled["state"], settled["error_code"]) == ("partial", "InvalidParameter.Width")
     assert [o.get("url") for o in settled["outputs"]] == ["http://out/ld.mp4", None]
     asked = [a for a, _ in fakes.aliyun.calls]
@@ -237,7 +237,7 @@ def test_vod_preprocess_is_settled_by_get_video_info(app, client, fakes, ledger)
     assert run(app, ledger)["unchanged"] == 1  # no PreprocessStatus yet: nothing to say
     fakes.aliyun.videos["vid1"]["PreprocessStatus"] = "PreprocessSucceed"
     assert run(app, ledger, later(30))["changed"] == 1
-    settled = ledger.get_job(job["id"])
+    settled = ledger.jobs.get(job["id"])
     assert (settled["state"], settled["preprocess"]) == ("succeeded", True)
 
 
@@ -250,7 +250,7 @@ def test_a_job_without_a_status_api_is_not_asked(app, client, fakes, ledger):
     now = later()
     assert run(app, ledger, now) == {"due": 1, "no_status_api": 1}
     assert [a for a, _ in fakes.aliyun.calls] == ["SubmitDynamicImageJob"]
-    assert ledger.poll_counts(job["id"])[0] == iso(now + timedelta(hours=1))
+    assert ledger.polls.counts(job["id"])[0] == iso(now + timedelta(hours=1))
 
 
 # -- pacing -----------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def test_polls_are_capped_per_pass_and_spread_out(app, client, fakes, ledger):
     assert run(app, ledger, now, limit=2) == {"due": 2, "changed": 2}
     assert run(app, ledger, now, limit=2) == {"due": 1, "changed": 1}  # the one left over
     assert run(app, ledger, now, limit=2) == {"due": 0}
-    assert {ledger.poll_counts(j["id"])[1] for j in jobs} == {1}
+    assert {ledger.polls.counts(j["id"])[1] for j in jobs} == {1}
     assert [next_poll_delay("iproduction", n) for n in range(8)] == [
         60,
         120,
@@ -283,7 +283,7 @@ def test_a_throttled_api_is_left_alone_for_the_rest_of_the_pass(app, client, fak
     assert run(app, ledger, now) == {"due": 2, "deferred": 1, "throttled": 1}
     assert len([a for a, _ in fakes.aliyun.calls if a == "QueryIProductionJob"]) == 1
     for job in jobs:  # asked again soon, and the backoff did not grow
-        assert ledger.poll_counts(job["id"]) == (iso(now + timedelta(seconds=30)), 0)
+        assert ledger.polls.counts(job["id"]) == (iso(now + timedelta(seconds=30)), 0)
 
 
 def test_a_failed_poll_is_asked_again_later(app, client, fakes, ledger):
@@ -291,8 +291,8 @@ def test_a_failed_poll_is_asked_again_later(app, client, fakes, ledger):
     del fakes.aliyun.iproduction_jobs[job["provider_job_id"]]  # the provider forgot it
     now = later()
     assert run(app, ledger, now) == {"due": 1, "failed": 1}
-    assert ledger.poll_counts(job["id"]) == (iso(now + timedelta(seconds=60)), 1)
-    assert ledger.get_job(job["id"])["state"] == "submitted"
+    assert ledger.polls.counts(job["id"]) == (iso(now + timedelta(seconds=60)), 1)
+    assert ledger.jobs.get(job["id"])["state"] == "submitted"
 
 
 def test_a_provider_without_credentials_is_skipped(build, fakes, ledger):
@@ -324,7 +324,7 @@ def test_pacer_spaces_calls_of_one_api_family():
 
 def test_cli_reconcile_once_prints_what_it_did(runner, client, fakes, ledger):
     job = submit(client, "aliyun.mps.SubmitIProductionJob", IPRODUCTION)
-    ledger.schedule_poll(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
+    ledger.polls.schedule(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Success")
     result = runner.invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output
@@ -337,7 +337,7 @@ def test_cli_reconcile_once_prints_what_it_did(runner, client, fakes, ledger):
         "alerts_waiting": 0,
         "sinks": 0,
     }
-    assert ledger.get_job(job["id"])["state"] == "succeeded"
+    assert ledger.jobs.get(job["id"])["state"] == "succeeded"
 
 
 def test_reconcile_loop_stops_cleanly_on_sigterm(settings, fakes):

@@ -44,7 +44,7 @@ def test_each_alert_reaches_each_sink_once(ledger, db_path, sinks, processes):
 
 def test_claimed_polls_go_to_one_caller(ledger):
     jobs = [
-        ledger.begin_submission(
+        ledger.submissions.begin(
             provider="aliyun",
             service="vod",
             kind="transcode",
@@ -56,19 +56,19 @@ def test_claimed_polls_go_to_one_caller(ledger):
     ]
     now, before = "2100-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
     until = "2100-01-01T00:10:00.000Z"
-    first = ledger.claim_due_polls(now, before, 20, until)
-    second = ledger.claim_due_polls(now, before, 20, until)
+    first = ledger.polls.claim_due(now, before, 20, until)
+    second = ledger.polls.claim_due(now, before, 20, until)
     assert len(first) == 20 and len(second) == 10
     assert {j["id"] for j in first} | {j["id"] for j in second} == {j["id"] for j in jobs}
-    assert ledger.claim_due_polls(now, before, 20, until) == []
+    assert ledger.polls.claim_due(now, before, 20, until) == []
     # A claim that ran out (its process died) makes the job due again.
-    assert len(ledger.claim_due_polls(until, before, 50, "2100-01-01T00:20:00.000Z")) == 30
+    assert len(ledger.polls.claim_due(until, before, 50, "2100-01-01T00:20:00.000Z")) == 30
 
 
 def test_call_slots_are_shared_across_callers(ledger):
-    slots = [ledger.take_call_slot("aliyun.vod", 0.1, 1000.0) for _ in range(5)]
+    slots = [ledger.polls.take_call_slot("aliyun.vod", 0.1, 1000.0) for _ in range(5)]
     assert slots == pytest.approx([1000.0, 1000.1, 1000.2, 1000.3, 1000.4])
-    assert ledger.take_call_slot("aliyun.vod", 0.1, 2000.0) == pytest.approx(2000.0)
+    assert ledger.polls.take_call_slot("aliyun.vod", 0.1, 2000.0) == pytest.approx(2000.0)
 
 
 def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
@@ -77,7 +77,7 @@ def test_a_stopped_pass_gives_its_claims_back(ledger, monkeypatch):
     from receiver.background.reconcile import reconcile_pass
 
     for i in range(3):
-        ledger.begin_submission(
+        ledger.submissions.begin(
             provider="aliyun",
             service="vod",
             kind="transcode",
@@ -104,7 +104,7 @@ def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger,
         assert response.status_code == 201, response.get_json()
         jobs.append(response.get_json())
     for job in jobs:  # all due now, not a minute after their submission
-        ledger.schedule_poll(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
+        ledger.polls.schedule(job["id"], "2000-01-01T00:00:00.000Z", counted=False)
         fakes.aliyun.set_iproduction(job["provider_job_id"], "Analysing")
     env = environment(os.environ, {"DATABASE": db_path, **provider_settings(fakes)})
     run_reconciles(3, env)
@@ -112,7 +112,7 @@ def test_each_due_job_is_polled_by_one_of_three_reconciles(build, fakes, ledger,
         p["JobId"] for action, p in fakes.aliyun.calls if action == "QueryIProductionJob"
     )
     assert asked == Counter({job["provider_job_id"]: 1 for job in jobs})
-    assert {ledger.get_job(job["id"])["state"] for job in jobs} == {"processing"}
+    assert {ledger.jobs.get(job["id"])["state"] for job in jobs} == {"processing"}
 
 
 def test_pacers_of_several_processes_share_one_pace(db_path):
@@ -130,7 +130,7 @@ def test_pacers_of_several_processes_share_one_pace(db_path):
         with open_ledger(db_path) as ledger:
 
             def shared(family: str, step: float, now: float) -> float:
-                slots.append(ledger.take_call_slot(family, step, now))
+                slots.append(ledger.polls.take_call_slot(family, step, now))
                 return slots[-1]
 
             pacer = Pacer({"aliyun.mps": 1 / interval}, shared=shared)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.engines
 def keep(ledger, body: bytes, provider: str = "aliyun", source: str = "http") -> int:
     """Quarantine a body an older parser refused, as a hook would have kept it."""
     service = "vod"
-    return ledger.quarantine(
+    return ledger.quarantine.keep(
         provider=provider,
         service=service,
         source=source,
@@ -98,8 +98,8 @@ def test_replaying_stored_events_never_moves_a_final_state_back(client, ledger):
     stream = vod("video-f", "aliyun_vod-StreamTranscodeComplete.json")
     for body in (stream, vod("video-f")):
         assert client.post("/hooks/aliyun/vod", data=body, headers=vod_headers()).status_code == 200
-    job_id = ledger.list_jobs()[0][0]["id"]
-    assert ledger.get_job(job_id)["state"] == "succeeded"
+    job_id = ledger.jobs.search()[0][0]["id"]
+    assert ledger.jobs.get(job_id)["state"] == "succeeded"
     data = client.post(
         "/api/replay", json={"target": "events", "event_type": "StreamTranscodeComplete"}
     ).get_json()
@@ -115,7 +115,7 @@ def test_replaying_stored_events_never_moves_a_final_state_back(client, ledger):
     assert (everything["matched"], everything["unchanged"]) == (2, 2)  # replays are not replayed
     events = client.get(f"/api/jobs/{job_id}").get_json()["events"]
     assert [e["replay_of"] for e in events] == [None, None, 1, 1, 2]
-    assert ledger.get_job(job_id)["state"] == "succeeded"
+    assert ledger.jobs.get(job_id)["state"] == "succeeded"
 
 
 def test_event_filters_select_by_provider_type_source_and_time(client, ledger):

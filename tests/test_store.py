@@ -33,7 +33,7 @@ def vod_event(**overrides) -> Event:
 def counted(ledger) -> dict:
     """Counts from the counters table, checked against a real COUNT(*)."""
     real = dict(ledger.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
-    assert ledger.stats()["by_state"] == real
+    assert ledger.jobs.stats()["by_state"] == real
     return real
 
 
@@ -89,14 +89,14 @@ def test_migrate_is_idempotent(tmp_path):
 
 def test_redelivery_is_idempotent(ledger):
     event = aliyun_vod.parse(fixture_bytes("aliyun_vod-TranscodeComplete.json"))
-    results = [ledger.record_event(event, source="http", verified=True) for _ in range(5)]
+    results = [ledger.notices.record(event, source="http", verified=True) for _ in range(5)]
     first = results[0]
     assert first.created_job and first.changed and first.state == "succeeded"
     for again in results[1:]:
         assert again.duplicate_of == first.event_id
         assert again.job_id == first.job_id and not again.changed
     assert ledger.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1
-    events = ledger.events_for_job(first.job_id)
+    events = ledger.jobs.events(first.job_id)
     assert [e["duplicate_of"] for e in events] == [None] + [first.event_id] * 4
     assert counted(ledger) == {"succeeded": 1}
 
@@ -107,8 +107,8 @@ def test_key_order_and_spacing_do_not_defeat_deduplication(ledger):
 
     a = aliyun_vod.parse(json.dumps(doc))
     b = aliyun_vod.parse(json.dumps(dict(reversed(list(doc.items()))), indent=2))
-    assert ledger.record_event(a, source="http", verified=True).duplicate_of is None
-    assert ledger.record_event(b, source="mns", verified=True).duplicate_of is not None
+    assert ledger.notices.record(a, source="http", verified=True).duplicate_of is None
+    assert ledger.notices.record(b, source="mns", verified=True).duplicate_of is not None
 
 
 def test_out_of_order_finish_then_processing(ledger):
@@ -122,41 +122,41 @@ def test_out_of_order_finish_then_processing(ledger):
         event_type="StreamTranscodeComplete",
         outputs=({"url": "http://x/ld.mp4"},),
     )
-    done = ledger.record_event(finish, source="http", verified=True)
-    late = ledger.record_event(older, source="http", verified=True)
+    done = ledger.notices.record(finish, source="http", verified=True)
+    late = ledger.notices.record(older, source="http", verified=True)
     assert late.job_id == done.job_id  # the stale progress note joins the finished job
     assert late.state == "succeeded" and not late.changed
-    assert ledger.get_job(done.job_id)["outputs"] == []  # and changes nothing on it
+    assert ledger.jobs.get(done.job_id)["outputs"] == []  # and changes nothing on it
     assert counted(ledger) == {"succeeded": 1}
 
 
 def test_progress_then_finish_on_one_job(ledger):
     stream = aliyun_vod.parse(fixture_bytes("aliyun_vod-StreamTranscodeComplete.json"))
-    first = ledger.record_event(stream, source="http", verified=True)
+    first = ledger.notices.record(stream, source="http", verified=True)
     assert first.state == "processing" and first.created_job
-    job = ledger.get_job(first.job_id)
+    job = ledger.jobs.get(first.job_id)
     assert job["origin"] == "external" and job["outputs"][0]["Definition"] == "LD"
     done = vod_event(
         media_id=stream.media_id,
         occurred_at="2026-11-21T00:00:00.000Z",
         outputs=({"url": "a"}, {"url": "b"}),
     )
-    second = ledger.record_event(done, source="http", verified=True)
+    second = ledger.notices.record(done, source="http", verified=True)
     assert second.job_id == first.job_id and second.state == "succeeded"
-    job = ledger.get_job(first.job_id)
+    job = ledger.jobs.get(first.job_id)
     assert [o["url"] for o in job["outputs"]] == ["a", "b"]  # the final list replaces progress
     assert job["finished_at"] == "2026-11-21T00:00:00.000Z"
 
 
 def test_a_new_transcode_of_a_finished_video_is_a_new_job(ledger):
-    first = ledger.record_event(vod_event(dedup_key=b"1" * 16), source="http", verified=True)
+    first = ledger.notices.record(vod_event(dedup_key=b"1" * 16), source="http", verified=True)
     later = vod_event(dedup_key=b"2" * 16, occurred_at="2026-11-22T00:00:00.000Z", state="failed")
-    second = ledger.record_event(later, source="http", verified=True)
+    second = ledger.notices.record(later, source="http", verified=True)
     assert second.job_id != first.job_id and second.state == "failed"
 
 
 def test_preprocess_notice_completes_the_open_preprocess_job(ledger):
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="preprocess",
@@ -164,13 +164,13 @@ def test_preprocess_notice_completes_the_open_preprocess_job(ledger):
         params={"VideoId": "video-1"},
         media_id="video-1",
     )
-    ledger.finish_submission(job["id"], state="submitted", provider_job_id="pre-job-1")
-    plain = ledger.record_event(vod_event(dedup_key=b"t" * 16), source="http", verified=True)
+    ledger.submissions.finish(job["id"], state="submitted", provider_job_id="pre-job-1")
+    plain = ledger.notices.record(vod_event(dedup_key=b"t" * 16), source="http", verified=True)
     assert plain.job_id != job["id"]  # a normal transcode is another job
     pre = vod_event(dedup_key=b"p" * 16, kind="preprocess", preprocess=True)
-    result = ledger.record_event(pre, source="http", verified=True)
+    result = ledger.notices.record(pre, source="http", verified=True)
     assert result.job_id == job["id"] and result.state == "succeeded"
-    assert ledger.get_job(job["id"])["preprocess"] is True
+    assert ledger.jobs.get(job["id"])["preprocess"] is True
 
 
 def test_unknown_events_are_stored_without_a_job(ledger):
@@ -181,16 +181,16 @@ def test_unknown_events_are_stored_without_a_job(ledger):
         payload='{"EventType":"AIMediaDNAComplete"}',
         dedup_key=b"u" * 16,
     )
-    result = ledger.record_event(event, source="http", verified=True)
+    result = ledger.notices.record(event, source="http", verified=True)
     assert result.job_id is None and result.state is None
-    assert ledger.get_event(result.event_id)["payload"] == '{"EventType":"AIMediaDNAComplete"}'
+    assert ledger.jobs.event(result.event_id)["payload"] == '{"EventType":"AIMediaDNAComplete"}'
 
 
 # -- submissions and early notices ------------------------------------------------------
 
 
 def test_notice_before_the_job_id_is_recorded_lands_on_the_submitted_job(ledger):
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="dynamic_image",
@@ -204,15 +204,15 @@ def test_notice_before_the_job_id_is_recorded_lands_on_the_submitted_job(ledger)
         media_id="v9",
         provider_job_id="dyn-1",
     )
-    early = ledger.record_event(notice, source="http", verified=True)
+    early = ledger.notices.record(notice, source="http", verified=True)
     assert early.job_id == job["id"] and early.state == "succeeded"
-    final = ledger.finish_submission(job["id"], state="submitted", provider_job_id="dyn-1")
+    final = ledger.submissions.finish(job["id"], state="submitted", provider_job_id="dyn-1")
     assert final["state"] == "succeeded" and final["provider_job_id"] == "dyn-1"
     assert counted(ledger) == {"succeeded": 1}
 
 
 def test_notice_without_media_before_the_answer_is_merged_into_one_job(ledger):
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="mps",
         kind="iproduction",
@@ -232,17 +232,17 @@ def test_notice_without_media_before_the_answer_is_merged_into_one_job(ledger):
         error_code="InvalidInput",
         error_message="bad input",
     )
-    early = ledger.record_event(notice, source="mns", verified=True)
+    early = ledger.notices.record(notice, source="mns", verified=True)
     assert early.job_id != job["id"]  # nothing tied the notice to our job yet
-    merged = ledger.finish_submission(job["id"], state="submitted", provider_job_id="ip-1")
+    merged = ledger.submissions.finish(job["id"], state="submitted", provider_job_id="ip-1")
     assert merged["state"] == "failed" and merged["error_code"] == "InvalidInput"
-    assert ledger.get_job(early.job_id) is None
-    assert [e["source"] for e in ledger.events_for_job(job["id"])] == ["submit", "mns", "submit"]
+    assert ledger.jobs.get(early.job_id) is None
+    assert [e["source"] for e in ledger.jobs.events(job["id"])] == ["submit", "mns", "submit"]
     assert counted(ledger) == {"failed": 1}
 
 
 def test_refused_submission_keeps_the_providers_error(ledger):
-    job = ledger.begin_submission(
+    job = ledger.submissions.begin(
         provider="aliyun",
         service="vod",
         kind="preprocess",
@@ -251,7 +251,7 @@ def test_refused_submission_keeps_the_providers_error(ledger):
         media_id="nope",
     )
     assert job["state"] == "submitting"
-    refused = ledger.finish_submission(
+    refused = ledger.submissions.finish(
         job["id"],
         state="submit_failed",
         error_code="InvalidVideo.NotFound",
@@ -264,7 +264,7 @@ def test_refused_submission_keeps_the_providers_error(ledger):
 def test_a_failed_transaction_leaves_nothing(ledger):
     event = vod_event(outputs=(object(),))  # cannot be written as JSON: fails mid-transaction
     with pytest.raises(TypeError):
-        ledger.record_event(event, source="http", verified=True)
+        ledger.notices.record(event, source="http", verified=True)
     for table in ("jobs", "events", "job_counts"):
         assert ledger.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
     assert not ledger.conn.in_transaction
@@ -275,10 +275,12 @@ def test_tencent_change_mode_events_accumulate_then_finish(ledger):
 
     doc = fixture_json("tencent_vod-v2-ProcedureStateChanged.json")
     processing = tencent_vod.parse(json.dumps(doc))
-    first = ledger.record_event(processing, source="http", verified=True)
+    first = ledger.notices.record(processing, source="http", verified=True)
     doc["data"]["status"] = "FINISH"
     doc["data"]["processTaskList"][0].update(status="SUCCESS", output={"url": "http://x/f10.mp4"})
-    finished = ledger.record_event(tencent_vod.parse(json.dumps(doc)), source="pull", verified=True)
+    finished = ledger.notices.record(
+        tencent_vod.parse(json.dumps(doc)), source="pull", verified=True
+    )
     assert finished.job_id == first.job_id and finished.state == "succeeded"
 
 
@@ -289,7 +291,7 @@ def _deliver(path: str, body: bytes, rounds: int, queue) -> None:
     try:
         with open_ledger(path) as led:
             for _ in range(rounds):
-                led.record_event(aliyun_vod.parse(body), source="http", verified=True)
+                led.notices.record(aliyun_vod.parse(body), source="http", verified=True)
         queue.put("ok")
     except Exception as e:  # pragma: no cover - the failure this test exists to catch
         queue.put(repr(e))

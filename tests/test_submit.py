@@ -196,7 +196,7 @@ def test_cli_submit_prints_the_job_and_takes_json_values(runner, fakes, ledger):
     )
     assert result.exit_code == 0, result.output
     assert fakes.v2.submissions[-1]["fileList.0.id"] == "3"
-    assert ledger.get_job(job["id"])["state"] == "submitted"
+    assert ledger.jobs.get(job["id"])["state"] == "submitted"
 
 
 # -- params are checked before anything is recorded or sent -------------------------------
@@ -251,7 +251,7 @@ def test_bad_params_are_a_usage_error_and_call_nothing(
 ):
     data = assert_error_shape(post(client, operation, params), 400)
     assert named in data["error"]
-    assert ledger.list_jobs()[0] == []
+    assert ledger.jobs.search()[0] == []
     assert fakes.aliyun.requests == fakes.tencent.requests == fakes.v2.requests == []
 
 
@@ -259,14 +259,14 @@ def test_cli_usage_error_exits_2_and_records_nothing(runner, fakes, ledger):
     result = runner.invoke(args=["submit", "aliyun.vod.SubmitPreprocessJobs", "PreprocessType=X"])
     assert result.exit_code == 2 and "VideoId" in result.output
     assert runner.invoke(args=["submit", "aliyun.vod.SubmitPreprocessJobs", "oops"]).exit_code == 2
-    assert ledger.list_jobs()[0] == [] and fakes.aliyun.requests == []
+    assert ledger.jobs.search()[0] == [] and fakes.aliyun.requests == []
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"params": {}}'])
 def test_malformed_body_is_400(client, ledger, body):
     response = client.post("/api/jobs", data=body, headers={"Content-Type": "application/json"})
     assert_error_shape(response, 400)
-    assert ledger.list_jobs()[0] == []
+    assert ledger.jobs.search()[0] == []
 
 
 def test_unconfigured_credentials_are_503_naming_the_setting(build, fakes, ledger):
@@ -288,13 +288,13 @@ def test_unconfigured_credentials_are_503_naming_the_setting(build, fakes, ledge
         args=["submit", "aliyun.vod.SubmitPreprocessJobs", "VideoId=vid1"]
     )
     assert result.exit_code == 1 and "RECEIVER_ALIYUN_ACCESS_KEY_SECRET" in result.output
-    assert ledger.list_jobs()[0] == [] and fakes.aliyun.requests == []
+    assert ledger.jobs.search()[0] == [] and fakes.aliyun.requests == []
 
 
 def test_submitting_needs_the_ops_token_when_one_is_set(build, ledger):
     client = build(OPS_TOKEN=OPS_TOKEN).test_client()
     assert_error_shape(post(client, "aliyun.vod.SubmitPreprocessJobs", {"VideoId": "vid1"}), 401)
-    assert ledger.list_jobs()[0] == []
+    assert ledger.jobs.search()[0] == []
     response = post(
         client,
         "aliyun.vod.SubmitPreprocessJobs",
@@ -322,7 +322,7 @@ def test_start_and_stop_toggle_one_job(client, fakes, ledger):
     again = post(client, START, EDGE).get_json()
     assert first["id"] == stopped["id"] == again["id"]
     assert (stopped["state"], again["state"]) == ("stopped", "running")
-    assert ledger.stats()["by_state"] == {"running": 1}
+    assert ledger.jobs.stats()["by_state"] == {"running": 1}
     assert [e[1] for e in timeline(client, first["id"])] == [
         f"{START}:request",
         f"{START}:response",

@@ -332,7 +332,7 @@ def test_callback_that_beats_the_api_answer_lands_on_the_same_job(build, fakes, 
             {"FileId": "5285890784246869930", "ProcedureName": "P"},
         )
         assert gate.answered.wait(10)
-        (waiting,) = ledger.list_jobs()[0]
+        (waiting,) = ledger.jobs.search()[0]
         assert (waiting["state"], waiting["provider_job_id"]) == ("submitting", None)
         doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
         task_id = gate.answers[0]["Response"]["TaskId"]
@@ -352,7 +352,7 @@ def test_callback_that_beats_the_api_answer_lands_on_the_same_job(build, fakes, 
         task_id,
         "succeeded",
     )
-    assert job["outputs"] and ledger.stats()["total"] == 1
+    assert job["outputs"] and ledger.jobs.stats()["total"] == 1
 
 
 def test_queue_notice_that_beats_the_api_answer_is_merged_into_the_job(build, fakes, ledger):
@@ -370,7 +370,7 @@ def test_queue_notice_that_beats_the_api_answer_is_merged_into_the_job(build, fa
             "State": "Success",
             "Type": "IProduction",
         }
-        early = ledger.record_event(
+        early = ledger.notices.record(
             queue.parse(json.dumps(notice)), source="mns", verified=True, auth="queue"
         )
         assert early.created_job  # MPS notices carry no media id: a job of its own, for now
@@ -382,8 +382,8 @@ def test_queue_notice_that_beats_the_api_answer_is_merged_into_the_job(build, fa
         "succeeded",
         "submitted",
     )
-    assert ledger.get_job(early.job_id) is None and ledger.stats()["total"] == 1
-    sources = [e["source"] for e in ledger.get_job(job["id"], with_events=True)["events"]]
+    assert ledger.jobs.get(early.job_id) is None and ledger.jobs.stats()["total"] == 1
+    sources = [e["source"] for e in ledger.jobs.get(job["id"], with_events=True)["events"]]
     assert sorted(sources) == ["mns", "submit", "submit"]
 
 
@@ -418,8 +418,8 @@ def test_crash_between_record_and_answer_leaves_a_submitting_job(settings):
             proc.kill()  # the crash: between the request and its answer
             proc.communicate(timeout=10)
     with open_ledger(settings["DATABASE"]) as led:
-        (job,) = led.list_jobs()[0]
-        events = led.get_job(job["id"], with_events=True)["events"]
+        (job,) = led.jobs.search()[0]
+        events = led.jobs.get(job["id"], with_events=True)["events"]
     assert (job["state"], job["media_id"], job["origin"]) == ("submitting", "vid1", "submitted")
     assert [e["event_type"] for e in events] == ["aliyun.vod.SubmitPreprocessJobs:request"]
 

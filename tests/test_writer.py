@@ -41,10 +41,10 @@ def test_concurrent_notices_share_commits_and_all_land(writer, db_path):
     for t in threads:
         t.join(timeout=30)
     assert all(r is not None and r.state == "succeeded" and r.created_job for r in results)
-    assert writer.notices == 200 and writer.batches < 200  # some commits carried several
+    assert writer.writes == 200 and writer.batches < 200  # some commits carried several
     with open_ledger(db_path) as led:
         assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 200
-        assert led.stats()["by_state"] == {"succeeded": 200}
+        assert led.jobs.stats()["by_state"] == {"succeeded": 200}
 
 
 def test_a_failing_notice_rolls_back_alone(writer, db_path):
@@ -76,7 +76,7 @@ def test_a_failing_notice_rolls_back_alone(writer, db_path):
     }
     with open_ledger(db_path) as led:
         assert led.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 3
-        assert led.list_jobs(q="bad-0")[0] == []
+        assert led.jobs.search(q="bad-0")[0] == []
 
 
 def test_a_failed_commit_fails_every_caller(db_path):

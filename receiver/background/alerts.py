@@ -37,8 +37,8 @@ def sweep_deadlines(config, ledger: Ledger, now: datetime | None = None) -> list
     now = now or datetime.now(UTC)
     timed_out = [
         job_id
-        for job_id, seconds in ledger.overdue_jobs(config["DEADLINES"], now)
-        if ledger.time_out(job_id, seconds)
+        for job_id, seconds in ledger.polls.overdue(config["DEADLINES"], now)
+        if ledger.submissions.time_out(job_id, seconds)
     ]
     if timed_out:
         log.warning("alerts.timed-out", extra={"job_ids": timed_out})
@@ -60,12 +60,12 @@ def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[
     sent = {}
     for kind, target in sinks(config):
         sink = f"{kind}:{target}"
-        due = ledger.due_alerts(sink, now, MAX_AGE)
+        due = ledger.alerts.due(sink, now, MAX_AGE)
         if not due or now - _parse(min(a["created_at"] for a in due)) < hold:
             continue
         # Another reconcile process may be sending the same alerts: send only what this
         # one claimed, so each sink gets each alert once.
-        claimed = ledger.claim_alerts([a["id"] for a in due], sink, now, now + CLAIM)
+        claimed = ledger.alerts.claim([a["id"] for a in due], sink, now, now + CLAIM)
         due = [a for a in due if a["id"] in claimed]
         if not due:
             continue
@@ -76,7 +76,7 @@ def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[
         except SinkError as e:
             attempts = max(a["attempts"] for a in due) + 1
             delay = min(30 * 2 ** (attempts - 1), MAX_BACKOFF_S) * random.uniform(1.0, 1.1)
-            ledger.record_delivery(
+            ledger.alerts.record_delivery(
                 ids, sink, now, error=str(e)[:500], retry_at=now + timedelta(seconds=delay)
             )
             log.warning(
@@ -84,7 +84,7 @@ def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[
                 extra={"sink": kind, "alerts": len(ids), "error": str(e)[:200]},
             )
             continue
-        ledger.record_delivery(ids, sink, now)
+        ledger.alerts.record_delivery(ids, sink, now)
         sent[sink] = len(ids)
         log.info("alerts.sent", extra={"sink": kind, "alerts": len(ids)})
     return sent

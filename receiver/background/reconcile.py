@@ -118,7 +118,7 @@ def reconcile_pass(
     stats: Counter = Counter()
     # Claimed until the pass could have reached them: another reconcile skips them.
     lease = now + timedelta(seconds=CLAIM_S)
-    due = ledger.claim_due_polls(
+    due = ledger.polls.claim_due(
         iso(now), iso(now - timedelta(seconds=FIRST_POLL_S)), limit, iso(lease)
     )
     stats["due"] = len(due)
@@ -131,21 +131,21 @@ def reconcile_pass(
                 break
             outcome, delay, counted = _poll_job(app_config, ledger, job, clients, throttled, pacer)
             stats[outcome] += 1
-            ledger.schedule_poll(job["id"], iso(now + timedelta(seconds=delay)), counted=counted)
+            ledger.polls.schedule(job["id"], iso(now + timedelta(seconds=delay)), counted=counted)
             polled += 1
     finally:
         for client in clients.values():
             if client is not None:
                 client.close()
     for job in due[polled:]:  # stopped: give back the claims, as they were, to the others
-        ledger.schedule_poll(job["id"], job["next_poll_at"], counted=False)
+        ledger.polls.schedule(job["id"], job["next_poll_at"], counted=False)
     stats["timed_out"] += len(alerting.sweep_deadlines(app_config, ledger, now))
     # Alerts queued during this pass are newer than its start: deliver as of now.
     delivered = alerting.deliver_alerts(app_config, ledger, max(now, datetime.now(UTC)))
     stats["alerts_sent"] += sum(delivered.values())
     if app_config.get("RETENTION_DAYS"):
         cutoff = now - timedelta(days=app_config["RETENTION_DAYS"])
-        stats["payloads_pruned"] += ledger.prune_payloads(cutoff)
+        stats["payloads_pruned"] += ledger.retention.prune(cutoff)
     due_count = stats.pop("due")
     return {"due": due_count, **{k: n for k, n in sorted(stats.items()) if n}}
 
@@ -157,19 +157,19 @@ def poll_now(app_config: Mapping[str, Any], ledger: Ledger, job_id: str) -> str:
       `failed`, as a pass counts them; the job's next poll is scheduled as after any poll
     :raises JobNotFound: no such job
     """
-    job = ledger.job_for_poll(job_id)
+    job = ledger.polls.job(job_id)
     if job is None:
         raise JobNotFound(job_id)
     clients: dict[str, Any] = {}
     try:
-        pacer = Pacer(shared=ledger.take_call_slot)
+        pacer = Pacer(shared=ledger.polls.take_call_slot)
         outcome, delay, counted = _poll_job(app_config, ledger, job, clients, set(), pacer)
     finally:
         for client in clients.values():
             if client is not None:
                 client.close()
     at = datetime.now(UTC) + timedelta(seconds=delay)
-    ledger.schedule_poll(job_id, iso(at), counted=counted)
+    ledger.polls.schedule(job_id, iso(at), counted=counted)
     return outcome
 
 
@@ -205,10 +205,10 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     if (
         event is None
         or event.state is None
-        or (event.dedup_key is not None and ledger.answer_seen(event.dedup_key))
+        or (event.dedup_key is not None and ledger.polls.answer_seen(event.dedup_key))
     ):
         return "unchanged", delay, True
-    result = ledger.record_event(event, source="poll", verified=True, auth="api")
+    result = ledger.notices.record(event, source="poll", verified=True, auth="api")
     if not result.changed:
         return "unchanged", delay, True
     log.info(
@@ -235,14 +235,14 @@ def summary(config: Mapping[str, Any], ledger: Ledger, stats: dict) -> dict:
         "polled": sum(stats.get(k, 0) for k in POLLED),
         "timed_out": stats.get("timed_out", 0),
         "alerts_sent": stats.get("alerts_sent", 0),
-        "alerts_waiting": ledger.alerts_waiting(),
+        "alerts_waiting": ledger.alerts.waiting(),
         "sinks": len(alerting.sinks(config)),
     }
 
 
 def warn_if_no_sink(config: Mapping[str, Any], ledger: Ledger) -> int:
     """Log a warning when alerts are recorded but no sink is set; return alerts waiting."""
-    waiting = ledger.alerts_waiting()
+    waiting = ledger.alerts.waiting()
     if waiting and not alerting.sinks(config):
         log.warning(
             "alerts.no-sink",
@@ -263,7 +263,7 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as led:
         # Calls are spaced through the ledger: the pace holds across passes, and across
         # every reconcile process sharing it.
-        pacer = Pacer(shared=led.take_call_slot)
+        pacer = Pacer(shared=led.polls.take_call_slot)
         warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)

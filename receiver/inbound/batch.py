@@ -135,7 +135,7 @@ def apply_batch(
     recorded, events = [], [d.event for d in good]
     try:
         _check_file(ledger)
-        results = ledger.record_events(events, source=source, verified=True, auth=auth)
+        results = ledger.notices.record_many(events, source=source, verified=True, auth=auth)
         _check_file(ledger)
         recorded = list(zip(good, results, strict=True))
     except Exception as e:
@@ -147,7 +147,7 @@ def apply_batch(
         for i, d in enumerate(good):
             try:
                 recorded.append(
-                    (d, ledger.record_event(d.event, source=source, verified=True, auth=auth))
+                    (d, ledger.notices.record(d.event, source=source, verified=True, auth=auth))
                 )
             except Exception as e:
                 if _unavailable(e, prefix):
@@ -217,9 +217,9 @@ def _quarantine(
 ) -> None:
     provider, service = where
     reason = d.error or "unparseable"
-    qid = ledger.find_quarantined(provider=provider, service=service, source=source, body=d.body)
+    qid = ledger.quarantine.find(provider=provider, service=service, source=source, body=d.body)
     if qid is None:
-        qid = ledger.quarantine(
+        qid = ledger.quarantine.keep(
             provider=provider,
             service=service,
             source=source,

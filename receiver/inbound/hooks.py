@@ -87,7 +87,7 @@ def _count_rejection(name: str, e: Rejected | ServiceUnavailable) -> None:
     """Count a rejected delivery for the dashboard; never let counting change the answer."""
     reason = e.reason if isinstance(e, Rejected) else "not_configured"
     try:
-        get_ledger().count_rejection(name, reason, datetime.now(UTC))
+        get_ledger().rejections.count(name, reason, datetime.now(UTC))
     except Exception:  # a ledger that is down still answers 401/503, not 500
         log.warning(f"hooks.{name}.rejection-not-counted", exc_info=True)
 
@@ -99,12 +99,7 @@ def receive(vendor: str, service: str):
     if name not in HTTP_PROVIDERS:
         raise NotFound(f"no callback endpoint for {vendor}/{service}")
     provider = get_provider(name)
-    body = request.get_data(cache=False)  # raw bytes first; 413 past MAX_CONTENT_LENGTH
-    # Werkzeug cuts a chunked body (no Content-Length) at the limit without an error.
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and limit and len(body) >= limit:
-        if request.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge(f"body over {limit} bytes")
+    body = _read_body()
     started = time.perf_counter()
     try:
         auth = authenticate(provider, body)
@@ -116,31 +111,14 @@ def receive(vendor: str, service: str):
     try:
         event = provider.parse(body, request.headers)
     except InvalidPayload as e:
-        qid = get_ledger().quarantine(
-            provider=provider.PROVIDER,
-            service=provider.SERVICE,
-            source="http",
-            body=body,
-            reason=str(e),
-            verified=auth.verified,
-            auth=auth.method,
-            meta={
-                "content_type": request.content_type,
-                "user_agent": request.user_agent.string,
-                "remote_addr": request.remote_addr,
-            },
-        )
-        log.warning(f"hooks.{name}.quarantined", extra={"quarantine_id": qid, "reason": str(e)})
-        _requests(name, "quarantined").inc()
-        return jsonify(ok=False, error=str(e), status=400, quarantine_id=qid), 400
+        return _quarantine(provider, body, auth, str(e))
     result = get_writer().record_event(
         event, source="http", verified=auth.verified, auth=auth.method
     )
     _applied(name).observe(time.perf_counter() - started)
     _requests(name, "duplicate" if result.duplicate_of else "recorded").inc()
     if result.changed and log.isEnabledFor(logging.DEBUG):
-        # The ledger is the record of every notice; a log line for each cost 12% of a
-        # worker's CPU under load (bench/). Failures are logged when their alert goes out.
+        # The ledger is the record of every notice, so this is debug-level only.
         log.debug(
             f"hooks.{name}.applied",
             extra={
@@ -157,11 +135,44 @@ def receive(vendor: str, service: str):
         "state": result.state,
         "duplicate": result.duplicate_of is not None,
     }
-    # json.dumps straight into the response: jsonify's provider machinery costs more than
-    # the encoding of these five fields.
+    # Encoded directly: jsonify's provider machinery costs more than these five fields.
     return current_app.response_class(
         json.dumps(answer, separators=(",", ":")), mimetype="application/json"
     )
+
+
+def _read_body() -> bytes:
+    """Return the raw body, before anything parses it; 413 past MAX_CONTENT_LENGTH."""
+    body = request.get_data(cache=False)
+    # Werkzeug cuts a chunked body (no Content-Length) at the limit without an error.
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit and len(body) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge(f"body over {limit} bytes")
+    return body
+
+
+def _quarantine(provider: Provider, body: bytes, auth: Auth, reason: str):
+    """Keep an authenticated body that does not parse, and answer 400 naming its id."""
+    qid = get_writer().quarantine(
+        provider=provider.PROVIDER,
+        service=provider.SERVICE,
+        source="http",
+        body=body,
+        reason=reason,
+        verified=auth.verified,
+        auth=auth.method,
+        meta={
+            "content_type": request.content_type,
+            "user_agent": request.user_agent.string,
+            "remote_addr": request.remote_addr,
+        },
+    )
+    log.warning(
+        f"hooks.{provider.NAME}.quarantined", extra={"quarantine_id": qid, "reason": reason}
+    )
+    _requests(provider.NAME, "quarantined").inc()
+    return jsonify(ok=False, error=reason, status=400, quarantine_id=qid), 400
 
 
 @functools.cache

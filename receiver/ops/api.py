@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
-from store import states
+from store import BadQuery, states
+from store.jobs import FILTERS
 from store.quarantine import QuarantineConflict
-from store.reads import FILTERS, BadQuery
 from submitter import NotConfigured, UsageError, submit
 from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR, CallFailed
 
@@ -107,7 +107,7 @@ def job_query() -> dict:
 def list_jobs():
     """List jobs newest first, filtered, one keyset page at a time."""
     try:
-        jobs, next_cursor = get_ledger().list_jobs(**job_query())
+        jobs, next_cursor = get_ledger().jobs.search(**job_query())
     except BadQuery as e:
         raise BadRequest(str(e)) from None
     return jsonify(jobs=finite(jobs), next_cursor=next_cursor)
@@ -116,7 +116,7 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Return one job with its events, oldest first."""
-    job = get_ledger().get_job(job_id, with_events=True)
+    job = get_ledger().jobs.get(job_id, with_events=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return jsonify(finite(job))
@@ -169,7 +169,7 @@ def create_job():
 @bp.get("/stats")
 def stats():
     """Return job counts by state, provider, service and kind."""
-    return jsonify(get_ledger().stats())
+    return jsonify(get_ledger().jobs.stats())
 
 
 @bp.get("/openapi.json")
@@ -228,7 +228,7 @@ def public_item(item: dict) -> dict:
 def list_quarantine():
     """List quarantined bodies newest first, filtered, one keyset page at a time."""
     try:
-        items, next_cursor = get_ledger().list_quarantine(**quarantine_query())
+        items, next_cursor = get_ledger().quarantine.search(**quarantine_query())
     except BadQuery as e:
         raise BadRequest(str(e)) from None
     return jsonify(items=[public_item(i) for i in items], next_cursor=next_cursor)
@@ -237,7 +237,7 @@ def list_quarantine():
 @bp.get(f"/quarantine/<{ROW_ID}:quarantine_id>")
 def get_quarantined(quarantine_id: int):
     """Return one quarantined item with its body."""
-    item = get_ledger().get_quarantined(quarantine_id)
+    item = get_ledger().quarantine.get(quarantine_id)
     if item is None:
         raise NotFound(f"no quarantined body {quarantine_id}")
     return jsonify(public_item(item))
@@ -270,7 +270,7 @@ def replay_quarantined(quarantine_id: int):
 def discard_quarantined(quarantine_id: int):
     """Mark one quarantined body discarded (it is kept); say who and when."""
     try:
-        item = get_ledger().discard_quarantined(quarantine_id, by=ops_principal())
+        item = get_ledger().quarantine.discard(quarantine_id, by=ops_principal())
     except QuarantineConflict as e:
         return error_response(409, str(e))
     if item is None:

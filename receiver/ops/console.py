@@ -44,14 +44,14 @@ def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
     """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts."""
     hour_ago = now - timedelta(hours=1)
     return {
-        "feeds": [dict(f, label=feed_label(f)) for f in ledger.feeds(hour_ago)],
+        "feeds": [dict(f, label=feed_label(f)) for f in ledger.dashboard.feeds(hour_ago)],
         "rejections": [
             dict(r, label=REASON_LABELS.get(r["reason"], r["reason"]))
-            for r in ledger.rejections_since(hour_ago)
+            for r in ledger.rejections.since(hour_ago)
         ],
-        "quarantined": ledger.quarantine_waiting(),
-        "unmatched": ledger.unmatched_notices(hour_ago),
-        "alerts_waiting": ledger.alerts_waiting(),
+        "quarantined": ledger.quarantine.waiting(),
+        "unmatched": ledger.dashboard.unmatched_notices(hour_ago),
+        "alerts_waiting": ledger.alerts.waiting(),
         "sinks": [kind for kind, _ in sinks(config)],
     }
 
@@ -63,7 +63,7 @@ def warn_if_no_sink(config: Mapping[str, Any]) -> None:
         return
     try:
         with open_ledger(path) as ledger:
-            waiting = ledger.alerts_waiting()
+            waiting = ledger.alerts.waiting()
     except Exception:  # not migrated yet, or not a file ledger: nothing to say at start-up
         return
     if waiting:
@@ -109,7 +109,7 @@ def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
 
     actions: dict[str, str | None] = {}
     if job["state"] in POLLED_STATES:
-        raw = ledger.job_for_poll(job["id"])
+        raw = ledger.polls.job(job["id"])
         poll = plan_poll(raw) if raw else None
         if poll is None:
             actions["repoll"] = f"{job['provider']} {job['kind']} jobs have no status API"

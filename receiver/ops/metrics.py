@@ -119,6 +119,6 @@ def metrics():
     else:
         process = REGISTRY
     ledger = CollectorRegistry(auto_describe=False)
-    ledger.register(LedgerCollector(get_ledger().metrics_snapshot(), datetime.now(UTC)))
+    ledger.register(LedgerCollector(get_ledger().dashboard.metrics_snapshot(), datetime.now(UTC)))
     body = generate_latest(process) + generate_latest(ledger)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

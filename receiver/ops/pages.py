@@ -26,8 +26,8 @@ from werkzeug.exceptions import (
     ServiceUnavailable,
 )
 
-from store import JobNotFound, states
-from store.reads import FILTERS, BadQuery
+from store import BadQuery, JobNotFound, states
+from store.jobs import FILTERS
 
 from ..auth import require_ops
 from ..db import get_ledger
@@ -134,9 +134,9 @@ def dashboard():
     ledger = get_ledger()
     now = datetime.now(UTC)
     groups: dict[tuple[str, str, str], dict[str, int]] = {}
-    for provider, service, kind, state, n in ledger.metrics_snapshot()["jobs"]:
+    for provider, service, kind, state, n in ledger.dashboard.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
-    hours = ledger.failures_by_hour(now)
+    hours = ledger.alerts.by_hour(now)
     peak = max([sum(h["by_state"].values()) for h in hours] + [1])
     health = console.health(ledger, current_app.config, now)
     for event in health["unmatched"]["newest"]:
@@ -145,11 +145,11 @@ def dashboard():
         "dashboard.html",
         groups=sorted(groups.items()),
         states=STATE_CHOICES,
-        stats=ledger.stats(),
+        stats=ledger.jobs.stats(),
         hours=hours,
         peak=peak,
-        oldest=ledger.oldest_unfinished(),
-        alerts=ledger.recent_alerts(),
+        oldest=ledger.dashboard.oldest_unfinished(),
+        alerts=ledger.alerts.recent(),
         health=health,
     )
 
@@ -160,7 +160,7 @@ def job_list():
     query = job_query()
     ledger = get_ledger()
     try:
-        jobs, next_cursor = ledger.list_jobs(**query)
+        jobs, next_cursor = ledger.jobs.search(**query)
     except BadQuery as e:
         raise BadRequest(str(e)) from None
     trail = [t for t in request.args.get("trail", "").split(",") if t][-MAX_TRAIL:]
@@ -180,7 +180,7 @@ def job_list():
         newer_url = page_url(None if previous == "-" else previous, trail[:-1])
     exact_total = None
     if not (query["q"] or query["since"] or query["until"]):
-        exact_total = ledger.count_jobs(query["filters"])
+        exact_total = ledger.jobs.count(query["filters"])
     return render_template(
         "jobs/index.html",
         jobs=jobs,
@@ -200,7 +200,7 @@ def job_list():
 def job_detail(job_id: str):
     """Every field of a job, its outputs, its timeline with raw notices, and its alerts."""
     ledger = get_ledger()
-    job = ledger.get_job(job_id, with_events=True)
+    job = ledger.jobs.get(job_id, with_events=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
     for event in job["events"]:
@@ -210,8 +210,8 @@ def job_detail(job_id: str):
         job=job,
         error=display.job_error(job),
         outputs=display.output_rows(job["outputs"], job["provider"]),
-        alerts=ledger.alerts_for_job(job_id),
-        resubmissions=ledger.resubmissions(job_id),
+        alerts=ledger.alerts.for_job(job_id),
+        resubmissions=ledger.jobs.resubmissions(job_id),
         actions=console.job_actions(get_ledger(), current_app.config, job),
         notice=request.args.get("notice"),
     )
@@ -242,7 +242,7 @@ def repoll(job_id: str):
         raise NotFound(f"no job {job_id}") from None
     log.info("pages.repolled", extra={"job_id": job_id, "outcome": outcome})
     if outcome == "not_configured":  # an old tab: the page no longer offers the button
-        job = get_ledger().get_job(job_id)
+        job = get_ledger().jobs.get(job_id)
         if job is None:  # merged into another job meanwhile
             raise NotFound(f"no job {job_id}")
         reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
@@ -260,12 +260,12 @@ def resubmit(job_id: str):
     from submitter import NotConfigured, UsageError, submit
 
     ledger = get_ledger()
-    job = ledger.get_job(job_id)
+    job = ledger.jobs.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
     if job["origin"] != "submitted" or job["state"] not in RESUBMITTABLE:
         raise Conflict("only a failed, partial, refused or timed-out submitted job is resubmitted")
-    params = ledger.submission_params(job_id)
+    params = ledger.jobs.submission_params(job_id)
     try:
         result = submit(ledger, current_app.config, job["operation"], params)
     except NotConfigured as e:
@@ -273,7 +273,7 @@ def resubmit(job_id: str):
         raise ServiceUnavailable(f"cannot resubmit: {e}") from None
     except UsageError as e:
         raise BadRequest(f"cannot resubmit: {e}") from None
-    ledger.link_resubmission(result.job["id"], job_id)
+    ledger.submissions.link_resubmission(result.job["id"], job_id)
     log.info("pages.resubmitted", extra={"job_id": job_id, "new_job_id": result.job["id"]})
     return redirect(url_for("pages.job_detail", job_id=result.job["id"]), 303)
 

@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 from flask import redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
+from store import BadQuery
 from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
-from store.reads import BadQuery
 
 from ..db import get_ledger
 from . import replay
@@ -63,7 +63,7 @@ def show_body(body: bytes | None, source: str) -> tuple[str, str | None]:
 def quarantine_list():
     """Quarantined bodies, newest first, filtered, a keyset page at a time."""
     try:
-        items, next_cursor = get_ledger().list_quarantine(**quarantine_query())
+        items, next_cursor = get_ledger().quarantine.search(**quarantine_query())
     except BadQuery as e:
         raise BadRequest(str(e)) from None
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
@@ -87,7 +87,7 @@ def quarantine_list():
 @bp.get(f"/quarantine/<{ROW_ID}:quarantine_id>")
 def quarantine_detail(quarantine_id: int):
     """One quarantined body: why, from where, its bytes, and what to do with it."""
-    item = get_ledger().get_quarantined(quarantine_id)
+    item = get_ledger().quarantine.get(quarantine_id)
     if item is None:
         raise NotFound(f"no quarantined body {quarantine_id}")
     body, note = show_body(item["body"], item["source"])
@@ -126,7 +126,7 @@ def quarantine_replay(quarantine_id: int):
 def quarantine_discard(quarantine_id: int):
     """Mark this body discarded: kept and readable, never replayed in bulk."""
     try:
-        item = get_ledger().discard_quarantined(quarantine_id, by=ops_principal())
+        item = get_ledger().quarantine.discard(quarantine_id, by=ops_principal())
     except QuarantineConflict as e:
         raise Conflict(str(e)) from None
     if item is None:

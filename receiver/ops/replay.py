@@ -7,7 +7,7 @@ The one implementation behind `flask --app wsgi replay`, the pages' Replay butto
   notice, so the ledger's dedup key makes it a duplicate (changing nothing) if the same
   notice was recorded meanwhile; it then becomes `replayed`. One that still does not
   parse stays `waiting`.
-- a stored provider notice: re-applied with `Ledger.record_event(..., replay_of=...)`,
+- a stored provider notice: re-applied with `Ledger.notices.record(..., replay_of=...)`,
   which never moves a final state back.
 
 Recording and marking a body `replayed` are two commits: after a crash between them the
@@ -129,7 +129,7 @@ def _parse(target: str, ident: int, provider, service, source, body):
 
 def replay_quarantined(ledger: Ledger, quarantine_id: int) -> ReplayResult:
     """Parse one quarantined body again and record it; it stays `waiting` if it fails."""
-    item = ledger.get_quarantined(quarantine_id)
+    item = ledger.quarantine.get(quarantine_id)
     if item is None:
         return ReplayResult(
             "quarantine", quarantine_id, False, error="not found", problem="not_found"
@@ -140,7 +140,7 @@ def replay_quarantined(ledger: Ledger, quarantine_id: int) -> ReplayResult:
             "quarantine", quarantine_id, False, DISCARDED, error=error, problem="discarded"
         )
     if item["status"] == REPLAYED:
-        event = ledger.get_event(item["replay_event_id"]) if item["replay_event_id"] else None
+        event = ledger.jobs.event(item["replay_event_id"]) if item["replay_event_id"] else None
         return ReplayResult(
             "quarantine",
             quarantine_id,
@@ -157,10 +157,10 @@ def replay_quarantined(ledger: Ledger, quarantine_id: int) -> ReplayResult:
     if failure is not None:
         failure.status = WAITING
         return failure
-    result = ledger.record_event(
+    result = ledger.notices.record(
         event, source=item["source"], verified=item["verified"], auth=item["auth"]
     )
-    ledger.mark_quarantine_replayed(quarantine_id, result.event_id)
+    ledger.quarantine.mark_replayed(quarantine_id, result.event_id)
     duplicate = result.duplicate_of is not None
     log.info(
         "replay.quarantine",
@@ -189,7 +189,7 @@ def replay_event(ledger: Ledger, event_id: int, job_id: str | None = None) -> Re
 
     :param job_id: when given, the event must belong to this job
     """
-    stored = ledger.get_event(event_id)
+    stored = ledger.jobs.event(event_id)
     if stored is None or (job_id is not None and stored["job_id"] != job_id):
         where = f" on job {job_id}" if job_id else ""
         return ReplayResult(
@@ -210,7 +210,7 @@ def replay_event(ledger: Ledger, event_id: int, job_id: str | None = None) -> Re
     )
     if failure is not None:
         return failure
-    result = ledger.record_event(
+    result = ledger.notices.record(
         event,
         source=stored["source"],
         verified=stored["verified"],
@@ -241,7 +241,7 @@ def count(ledger: Ledger, selection: Selection) -> int:
     """Return how many items the selection covers (what a confirmation step shows)."""
     if selection.ids:
         return len(selection.ids)
-    return ledger.count_replay_selection(
+    return ledger.replays.count(
         selection.target,
         filters=selection.filters,
         since=selection.since,
@@ -264,7 +264,7 @@ def run(
     :param each: called with every item's result as it is done (progress, output)
     """
     if not selection.ids and selection.through is None:
-        selection = replace(selection, through=ledger.replay_bound(selection.target))
+        selection = replace(selection, through=ledger.replays.bound(selection.target))
     totals = Totals(selection.target, matched=count(ledger, selection))
     budget = totals.matched if limit is None else min(limit, totals.matched)
     last, pending = selection.after, list(selection.ids)
@@ -272,7 +272,7 @@ def run(
         if selection.ids:
             chunk, pending = pending[:budget], pending[budget:]
         else:
-            chunk = ledger.replay_selection(
+            chunk = ledger.replays.select(
                 selection.target,
                 filters=selection.filters,
                 since=selection.since,

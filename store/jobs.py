@@ -1,65 +1,22 @@
-"""The ledger's read side: what the JSON API, the pages and the CLI ask of it."""
+"""Reading jobs and their events: one job, a filtered page of jobs, counts.
+
+Every list is a keyset page over ledger ids, which sort by creation time, so each filter
+walks one index newest first however large the ledger.
+"""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from .connection import LedgerBase
+from .errors import BadQuery
 from .ids import id_floor
+from .records import EVENT_COLUMNS, JOB_COLUMNS, job_from_row, public_event, public_job
+from .session import Part
 
-JOB_COLUMNS = (
-    "id, provider, service, kind, provider_job_id, media_id, state, preprocess, error_code,"
-    " error_message, outputs, origin, operation, params, submitted_at, updated_at, finished_at,"
-    " last_event_at"
-)
-JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
-EVENT_COLUMNS = (
-    "id, job_id, provider, service, source, event_type, verified, auth, duplicate_of, replay_of,"
-    " state_after, received_at, occurred_at, payload"
-)
-_EVENT_FIELDS = EVENT_COLUMNS.split(", ")
 FILTERS = ("state", "provider", "service", "kind")
 MAX_LIMIT = 500
 _ID_CHARS = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # Crockford base32, as ids.new_id()
-
-
-class BadQuery(ValueError):
-    """A filter, cursor or limit that cannot be honoured."""
-
-
-def job_from_row(row: Sequence) -> dict:
-    """Turn a `jobs` row (in JOB_COLUMNS order) into a mutable dict of column values."""
-    return dict(zip(JOB_FIELDS, row, strict=True))
-
-
-def public_job(job: dict) -> dict:
-    """Shape a job as the contract's job record."""
-    return {
-        "id": job["id"],
-        "provider": job["provider"],
-        "service": job["service"],
-        "kind": job["kind"],
-        "provider_job_id": job["provider_job_id"],
-        "media_id": job["media_id"],
-        "state": job["state"],
-        "preprocess": None if job["preprocess"] is None else bool(job["preprocess"]),
-        "error_code": job["error_code"],
-        "error_message": job["error_message"],
-        "outputs": json.loads(job["outputs"] or "[]"),
-        "origin": job["origin"],
-        "operation": job["operation"],
-        "submitted_at": job["submitted_at"],
-        "updated_at": job["updated_at"],
-        "finished_at": job["finished_at"],
-    }
-
-
-def public_event(row: Sequence) -> dict:
-    """Shape an `events` row as the contract's event record."""
-    event = dict(zip(_EVENT_FIELDS, row, strict=True))
-    event["verified"] = bool(event["verified"])
-    return event
 
 
 def encode_cursor(job_id: str) -> str:
@@ -78,10 +35,11 @@ def decode_cursor(cursor: str) -> str:
     return cursor
 
 
-class LedgerReads(LedgerBase):
-    """Query methods shared by the API, the pages and the CLI."""
+class Jobs(Part):
+    """Reading jobs and their events (the ledger's `jobs` part): what the API, the pages
+    and the CLI ask."""
 
-    def get_job(self, job_id: str, *, with_events: bool = False) -> dict | None:
+    def get(self, job_id: str, *, with_events: bool = False) -> dict | None:
         """Return one job record, or None if there is no such job.
 
         :param with_events: also return its events, oldest first, under `events`
@@ -93,10 +51,10 @@ class LedgerReads(LedgerBase):
             return None
         job = public_job(job_from_row(row))
         if with_events:
-            job["events"] = self.events_for_job(job_id)
+            job["events"] = self.events(job_id)
         return job
 
-    def find_job(self, provider: str, service: str, provider_job_id: str) -> dict | None:
+    def find(self, provider: str, service: str, provider_job_id: str) -> dict | None:
         """Return the job with this provider job id (Live `JobId`, MPS `JobId`...), or None."""
         row = self.conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider_job_id = ? AND provider = ?"
@@ -119,21 +77,21 @@ class LedgerReads(LedgerBase):
         ).fetchall()
         return {"from": found and found[0], "as": [r[0] for r in later]}
 
-    def events_for_job(self, job_id: str) -> list[dict]:
+    def events(self, job_id: str) -> list[dict]:
         """Return a job's events, oldest first."""
         rows = self.conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE job_id = ? ORDER BY id", (job_id,)
         )
         return [public_event(r) for r in rows]
 
-    def get_event(self, event_id: int) -> dict | None:
+    def event(self, event_id: int) -> dict | None:
         """Return one stored event, or None."""
         row = self.conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
         ).fetchone()
         return None if row is None else public_event(row)
 
-    def list_jobs(
+    def search(
         self,
         *,
         filters: dict[str, Iterable[str]] | None = None,
@@ -184,6 +142,23 @@ class LedgerReads(LedgerBase):
         jobs = [public_job(job_from_row(r)) for r in rows[:limit]]
         next_cursor = encode_cursor(jobs[-1]["id"]) if len(rows) > limit else None
         return jobs, next_cursor
+
+    def count(self, filters: dict[str, list[str]]) -> int:
+        """Return how many jobs match state/provider/service/kind filters, from the counters.
+
+        :param filters: column name -> accepted values (an empty or missing list: any)
+        """
+        where, params = ["1 = 1"], []  # counter shards may be negative: sum them all
+        for column in ("state", "provider", "service", "kind"):
+            values = [v for v in filters.get(column) or [] if v]
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        sql = (
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM job_counts"
+            f" WHERE {' AND '.join(where)}"
+        )
+        return self.conn.execute(sql, params).fetchone()[0]
 
     def stats(self) -> dict:
         """Return job counts in total and by state, provider, service and kind."""

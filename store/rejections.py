@@ -1,0 +1,52 @@
+"""Rejected hook deliveries (401, 503), counted per minute: they store nothing else.
+
+One upsert per rejection into `hook_rejections`; rows older than REJECTIONS_KEPT are pruned
+by the first rejection of each new minute, which keeps the table a few thousand rows at most.
+"""
+
+from datetime import datetime, timedelta
+
+from .session import Part
+
+REJECTION_REASONS = ("bad_signature", "stale_timestamp", "bad_token", "unsigned", "not_configured")
+REJECTIONS_KEPT = timedelta(days=1)
+
+
+def _minute(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+class Rejections(Part):
+    """Counting rejected hook deliveries (the ledger's `rejections` part)."""
+
+    def count(self, provider: str, reason: str, now: datetime) -> None:
+        """Count one rejected hook delivery in its minute; prune old minutes now and then.
+
+        :param provider: the hook's provider name (`aliyun_vod`, `tencent_vod`)
+        :param reason: one of REJECTION_REASONS
+        :param now: the time of the rejection (aware)
+        """
+
+        def count() -> None:
+            rows = self.conn.execute(
+                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + 1"
+                " RETURNING n",
+                (_minute(now), provider, reason),
+            ).fetchall()
+            if rows and rows[0][0] == 1:  # a new row: the first of its minute for this key
+                self.conn.execute(
+                    "DELETE FROM hook_rejections WHERE minute < ?",
+                    (_minute(now - REJECTIONS_KEPT),),
+                )
+
+        self.write(count)
+
+    def since(self, since: datetime) -> list[dict]:
+        """Return rejected deliveries since `since` by provider and reason, most first."""
+        rows = self.conn.execute(
+            "SELECT provider, reason, SUM(n) FROM hook_rejections WHERE minute >= ?"
+            " GROUP BY provider, reason ORDER BY SUM(n) DESC, provider, reason",
+            (_minute(since),),
+        )
+        return [{"provider": p, "reason": r, "n": n} for p, r, n in rows]
