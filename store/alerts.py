@@ -8,17 +8,44 @@ in `alert_deliveries.claimed_until`, set by one conditional upsert), so when sev
 other processes skip claimed alerts.
 """
 
+import json
 from datetime import datetime, timedelta
 
-from .ids import iso
-from .session import Part
+from .ids import iso, utcnow
+from .session import Part, Session
 
 _ALERT_COLUMNS = (
     "a.id, a.job_id, a.state, a.created_at, a.error_code, a.error_message,"
-    " j.provider, j.service, j.kind, j.provider_job_id, j.media_id"
+    " j.provider, j.service, j.kind, j.provider_job_id, j.media_id, a.subject, a.summary,"
+    " a.detail"
 )
 _ALERT_FIELDS = [c.split(".")[1] for c in _ALERT_COLUMNS.split(", ")]
 CLAIM_CHUNK = 500
+
+
+def queue_alert(session: Session, *, subject: str, kind: str, summary: str, detail: dict) -> bool:
+    """Queue an alert about something other than one job, in the caller's transaction.
+
+    The same `subject` is queued once, whoever notices it first: return False if it was
+    queued already.
+
+    :param subject: what it is about, unique (`anomaly:<group>:<started at>:started`)
+    :param kind: what happened, the alert's type for programs (`provider.anomaly.started`)
+    :param summary: one line for people
+    :param detail: a JSON object for programs
+    """
+    rows = session.conn.execute(
+        "INSERT INTO alerts (job_id, state, created_at, kind, subject, summary, detail)"
+        " VALUES (NULL, ?, ?, 'other', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        (kind, utcnow(), subject, summary, json.dumps(detail, ensure_ascii=False)),
+    ).fetchall()
+    return bool(rows)
+
+
+def _alert(fields: list[str], row: tuple) -> dict:
+    alert = dict(zip(fields, row, strict=True))
+    alert["detail"] = json.loads(alert["detail"]) if alert["detail"] else None
+    return alert
 
 
 class Alerts(Part):
@@ -34,7 +61,7 @@ class Alerts(Part):
         stamp = iso(now)
         rows = self.conn.execute(
             f"SELECT {_ALERT_COLUMNS}, COALESCE(d.attempts, 0) FROM alerts a"
-            " JOIN jobs j ON j.id = a.job_id"
+            " LEFT JOIN jobs j ON j.id = a.job_id"
             " LEFT JOIN alert_deliveries d ON d.alert_id = a.id AND d.sink = ?"
             " WHERE a.created_at >= ? AND d.delivered_at IS NULL"
             " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
@@ -42,7 +69,7 @@ class Alerts(Part):
             " ORDER BY a.id LIMIT 1000",
             (sink, iso(now - max_age), stamp, stamp),
         )
-        return [dict(zip([*_ALERT_FIELDS, "attempts"], row, strict=True)) for row in rows]
+        return [_alert([*_ALERT_FIELDS, "attempts"], row) for row in rows]
 
     def claim(self, alert_ids: list[int], sink: str, now: datetime, until: datetime) -> set[int]:
         """Claim alerts for delivery to `sink` until `until`; return the ids this caller got.
@@ -129,19 +156,19 @@ class Alerts(Part):
             "  AND d.delivered_at IS NOT NULL),"
             " (SELECT COUNT(*) FROM alert_deliveries d WHERE d.alert_id = a.id"
             "  AND d.delivered_at IS NULL AND d.attempts > 0)"
-            " FROM alerts a JOIN jobs j ON j.id = a.job_id ORDER BY a.id DESC LIMIT ?",
+            " FROM alerts a LEFT JOIN jobs j ON j.id = a.job_id ORDER BY a.id DESC LIMIT ?",
             (limit,),
         )
         fields = [*_ALERT_FIELDS, "delivered", "failing"]
-        return [dict(zip(fields, row, strict=True)) for row in rows]
+        return [_alert(fields, row) for row in rows]
 
     def by_hour(self, now: datetime) -> list[dict]:
-        """Return alert counts for each of the last 24 hours, oldest hour first."""
+        """Return job alerts for each of the last 24 hours by state, oldest hour first."""
         start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
         counts: dict[str, dict] = {}
         for hour, state, n in self.conn.execute(
             "SELECT substr(created_at, 1, 13), state, COUNT(*) FROM alerts"
-            " WHERE created_at >= ? GROUP BY 1, 2",
+            " WHERE created_at >= ? AND job_id IS NOT NULL GROUP BY 1, 2",
             (iso(start),),
         ):
             counts.setdefault(hour, {})[state] = n

@@ -221,3 +221,19 @@ def add_shared_work(db: Database) -> None:
         " WHERE resubmitted_from IS NOT NULL"
     )
     db.table("call_slots").create({"family": str, "next_at": float}, pk="family")
+
+
+@migrations(name="0009_alert_subjects")
+def add_alert_subjects(db: Database) -> None:
+    """Alerts about something other than one job (a provider's failure rate, an endpoint).
+
+    Such an alert has no job: `subject` names what it is about, once (a unique key, so the
+    same news is queued once however many processes notice it), `summary` is its one line
+    for people and `detail` a JSON object for programs. `kind` is `job` for job alerts.
+    """
+    db.table("alerts").transform(not_null={"job_id": False})
+    db.execute("ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'job'")
+    db.table("alerts").add_column("subject", str)
+    db.table("alerts").add_column("summary", str)
+    db.table("alerts").add_column("detail", str)
+    db.execute("CREATE UNIQUE INDEX alerts_subject ON alerts (subject) WHERE subject IS NOT NULL")

@@ -151,6 +151,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX events_feed ON events (source, provider, service, received_at)",
         ],
     ),
+    (
+        "0004_alert_subjects",
+        [
+            "ALTER TABLE alerts ALTER COLUMN job_id DROP NOT NULL",
+            "ALTER TABLE alerts ADD COLUMN kind text NOT NULL DEFAULT 'job'",
+            "ALTER TABLE alerts ADD COLUMN subject text",
+            "ALTER TABLE alerts ADD COLUMN summary text",
+            "ALTER TABLE alerts ADD COLUMN detail text",
+            "CREATE UNIQUE INDEX alerts_subject ON alerts (subject) WHERE subject IS NOT NULL",
+        ],
+    ),
 ]
 
 

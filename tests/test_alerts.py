@@ -14,6 +14,7 @@ import pytest
 from receiver.background import alerts as alert_worker
 from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import Event
+from store.alerts import queue_alert
 from tests.engines import ledger_text
 from tests.helpers import failed_transcode, fixture_json, free_port, http, record
 
@@ -187,6 +188,42 @@ def test_a_burst_becomes_one_summary(ledger, sink):
     (summary,) = sink.received
     assert summary["type"] == "job.alert.summary" and summary["count"] == 20
     assert summary["by_state"] == {"failed": 20} and len(summary["alerts"]) == 20
+
+
+def queue_other(ledger, subject="anomaly:aliyun/vod/transcode:1:started"):
+    return ledger.session.write(
+        lambda: queue_alert(
+            ledger.session,
+            subject=subject,
+            kind="provider.anomaly.started",
+            summary="Alibaba VOD transcode failing 45 % (baseline 2 %)",
+            detail={"provider": "aliyun", "path": "/#health"},
+        )
+    )
+
+
+def test_an_alert_about_no_job_is_queued_once_and_sent_as_itself(ledger, sink, client):
+    assert queue_other(ledger) is True
+    assert queue_other(ledger) is False  # the same news, noticed again
+    alert_worker.deliver_alerts(config_for(sink.url), ledger, now=later())
+    (message,) = sink.received
+    assert message["type"] == "provider.anomaly.started"
+    assert message["summary"] == "Alibaba VOD transcode failing 45 % (baseline 2 %)"
+    assert message["detail"] == {"provider": "aliyun", "path": "/#health"}
+    assert message["url"] == "https://jobs.example.com/#health"
+    assert "Alibaba VOD transcode failing 45 %" in client.get("/").get_data(as_text=True)
+
+
+def test_a_summary_counts_job_states_apart_from_other_alerts(ledger, sink):
+    record(ledger, failed_transcode("v-mixed"))
+    queue_other(ledger)
+    alert_worker.deliver_alerts(config_for(sink.url), ledger, now=later())
+    (summary,) = sink.received
+    assert summary["type"] == "job.alert.summary" and summary["count"] == 2
+    assert summary["by_state"] == {"failed": 1}
+    assert summary["others"] == ["Alibaba VOD transcode failing 45 % (baseline 2 %)"]
+    assert summary["url"] == "https://jobs.example.com/jobs?state=failed"
+    assert ledger.alerts.by_hour(datetime.now(UTC))[-1]["by_state"] == {"failed": 1}
 
 
 def test_a_sink_that_is_down_gets_everything_when_it_is_back(ledger, sink):

@@ -96,6 +96,15 @@ def _parse(stamp: str) -> datetime:
 
 def _one(config, alert: dict) -> dict:
     base = config.get("PUBLIC_URL", "").rstrip("/")
+    if alert["job_id"] is None:  # about a provider or an endpoint, not one job
+        return {
+            "alert_id": alert["id"],
+            "type": alert["state"],
+            "summary": alert["summary"],
+            "created_at": alert["created_at"],
+            "url": base + (alert["detail"] or {}).get("path", "/"),
+            "detail": alert["detail"],
+        }
     return {
         "alert_id": alert["id"],
         "job_id": alert["job_id"],
@@ -115,26 +124,32 @@ def _one(config, alert: dict) -> dict:
 def _message(config, due: list[dict]) -> dict:
     """One alert as itself; several as one summary that lists them all."""
     if len(due) == 1:
-        return {"type": "job.alert", **_one(config, due[0])}
+        one = _one(config, due[0])
+        return one if due[0]["job_id"] is None else {"type": "job.alert", **one}
     by_state: dict[str, int] = {}
     for alert in due:
-        by_state[alert["state"]] = by_state.get(alert["state"], 0) + 1
+        if alert["job_id"] is not None:
+            by_state[alert["state"]] = by_state.get(alert["state"], 0) + 1
     base = config.get("PUBLIC_URL", "").rstrip("/")
     states = "&".join(f"state={s}" for s in sorted(by_state))
     return {
         "type": "job.alert.summary",
         "count": len(due),
         "by_state": by_state,
-        "url": f"{base}/jobs?{states}",
+        "others": [a["summary"] for a in due if a["job_id"] is None],
+        "url": f"{base}/jobs?{states}" if by_state else f"{base}/",
         "alerts": [_one(config, a) for a in due],
     }
 
 
 def _subject(message: dict) -> str:
+    if "summary" in message:
+        return f"jobledger: {message['summary']}"
     if message["type"] == "job.alert":
         return f"jobledger: {message['kind']} job {message['state']} ({message['provider']})"
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(message["by_state"].items()))
-    return f"jobledger: {message['count']} jobs need attention ({parts})"
+    parts = [f"{n} {s}" for s, n in sorted(message["by_state"].items())] + message["others"]
+    what = "alerts" if message["others"] else "jobs need attention"
+    return f"jobledger: {message['count']} {what} ({', '.join(parts)})"
 
 
 def _post(url: str, message: dict) -> None:
