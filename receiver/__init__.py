@@ -36,7 +36,7 @@ def create_app(test_config=None):
 
     from . import cli, db, errors, logs
     from .inbound import hooks
-    from .ops import api, health, metrics, pages
+    from .ops import api, health, html, metrics, pages, quarantine_pages
 
     logs.configure()
     db.init_app(app)
@@ -44,6 +44,8 @@ def create_app(test_config=None):
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(quarantine_pages.bp)
+    html.init_app(app)
     app.register_blueprint(metrics.bp)
     errors.init_app(app)
     cli.init_app(app)

@@ -24,6 +24,7 @@ from submitter import NotConfigured, UsageError, submit
 from .background import reconcile
 from .inbound import mns, tencent_pull
 from .inbound.batch import Misconfigured, RunResult
+from .ops import replay as replaying
 from .ops.api import submit_budget
 
 
@@ -86,8 +87,6 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
     flask --app wsgi replay --provider tencent --event-type ProcedureStateChanged \\
         --since 2026-11-20T00:00Z
     """
-    from .ops import replay as replaying
-
     doc = {
         "target": "quarantine" if quarantined else "events",
         "ids": list(ids),

@@ -49,8 +49,3 @@ def advance(current: str | None, incoming: str | None, *, newer: bool = True) ->
     if incoming in FINAL:
         return incoming
     return incoming if _RANK[incoming] > _RANK[current] else current
-
-
-def is_final(state: str | None) -> bool:
-    """Tell whether `state` is a final word that nothing can undo."""
-    return state in FINAL

@@ -151,13 +151,13 @@ def test_alerts_with_no_sink_raise_a_banner_and_a_startup_warning(make_app, capl
 def test_reconcile_once_says_alerts_are_waiting_with_no_sink(make_app, caplog):
     app = make_app()
     post_vod(app.test_client(), failed_vod())
-    with caplog.at_level(logging.WARNING, logger="jobledger.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="jobledger.alerts"):
         result = app.test_cli_runner().invoke(args=["reconcile", "--once"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["alerts_waiting"] == 1 and summary["sinks"] == 0
     assert summary["polled"] == 0 and summary["alerts_sent"] == 0
-    assert [r for r in caplog.records if r.name == "jobledger.reconcile"]
+    assert [r for r in caplog.records if r.getMessage() == "alerts.no-sink"]
 
 
 # -- job list ---------------------------------------------------------------------------------

@@ -53,6 +53,20 @@ def sinks(config) -> list[tuple[str, str]]:
     return out
 
 
+def warn_if_no_sink(config, ledger: Ledger) -> int:
+    """Log a warning when alerts are recorded but no sink is set; return alerts waiting."""
+    waiting = ledger.alerts.waiting()
+    if waiting and not sinks(config):
+        log.warning(
+            "alerts.no-sink",
+            extra={
+                "alerts_waiting": waiting,
+                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
+            },
+        )
+    return waiting
+
+
 def deliver_alerts(config, ledger: Ledger, now: datetime | None = None) -> dict[str, int]:
     """Send every due alert to every sink; return how many alerts each sink took."""
     now = now or datetime.now(UTC)

@@ -240,20 +240,6 @@ def summary(config: Mapping[str, Any], ledger: Ledger, stats: dict) -> dict:
     }
 
 
-def warn_if_no_sink(config: Mapping[str, Any], ledger: Ledger) -> int:
-    """Log a warning when alerts are recorded but no sink is set; return alerts waiting."""
-    waiting = ledger.alerts.waiting()
-    if waiting and not alerting.sinks(config):
-        log.warning(
-            "alerts.no-sink",
-            extra={
-                "alerts_waiting": waiting,
-                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
-            },
-        )
-    return waiting
-
-
 def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
@@ -264,7 +250,7 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
         # Calls are spaced through the ledger: the pace holds across passes, and across
         # every reconcile process sharing it.
         pacer = Pacer(shared=led.polls.take_call_slot)
-        warn_if_no_sink(config, led)
+        alerting.warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
             if once:

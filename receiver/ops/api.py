@@ -36,6 +36,7 @@ from ..auth import require_ops
 from ..db import get_ledger
 from ..errors import error_response
 from . import replay
+from .openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 _WHOLE = re.compile(r"[0-9]{1,9}")
@@ -175,8 +176,6 @@ def stats():
 @bp.get("/openapi.json")
 def openapi():
     """Return the OpenAPI document of this API."""
-    from .openapi import SPEC
-
     return jsonify(SPEC)
 
 

@@ -13,7 +13,10 @@ from typing import Any
 
 from store import Ledger, open_ledger, states
 from store.polls import POLLED_STATES
+from submitter.operations import OPERATIONS, missing_settings
+from submitter.status import plan_poll
 
+from ..background import alerts
 from ..background.alerts import sinks
 
 log = logging.getLogger("jobledger.pages")
@@ -57,23 +60,15 @@ def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
 
 
 def warn_if_no_sink(config: Mapping[str, Any]) -> None:
-    """At start-up, say so when alerts are recorded but no sink would ever send them."""
+    """At the web app's start, say so when alerts are recorded but no sink would send them."""
     path = config.get("DATABASE")
     if sinks(config) or not path or not Path(str(path)).is_file():
         return
     try:
         with open_ledger(path) as ledger:
-            waiting = ledger.alerts.waiting()
+            alerts.warn_if_no_sink(config, ledger)
     except Exception:  # not migrated yet, or not a file ledger: nothing to say at start-up
         return
-    if waiting:
-        log.warning(
-            "alerts.no-sink",
-            extra={
-                "alerts_waiting": waiting,
-                "hint": "set RECEIVER_ALERT_WEBHOOK_URLS or RECEIVER_ALERT_SNS_TOPIC_ARN",
-            },
-        )
 
 
 def describe_filters(args) -> str:
@@ -97,16 +92,11 @@ def describe_filters(args) -> str:
 
 def _credentials_missing(config: Mapping[str, Any], client: str) -> str | None:
     """Name the settings a submitter client lacks, or None when they are set."""
-    from submitter.operations import missing_settings
-
     return " and ".join(missing_settings(config, client)) or None
 
 
 def job_actions(ledger: Ledger, config: Mapping[str, Any], job: dict) -> dict:
     """Which actions the job page offers: name -> reason it cannot work (None: it can)."""
-    from submitter.operations import OPERATIONS
-    from submitter.status import plan_poll
-
     actions: dict[str, str | None] = {}
     if job["state"] in POLLED_STATES:
         raw = ledger.polls.job(job["id"])

@@ -3,129 +3,34 @@
 Server-rendered and complete without JavaScript; a small script from `static/` adds
 relative times that keep up, copy buttons and a live refresh. Every provider string goes
 through Jinja's autoescaping (hover titles included), and only http(s) URLs become links.
-Actions are POST forms with a double-submit CSRF token (a random cookie echoed in a hidden
-field): pages are reached with HTTP Basic credentials the browser resends by itself, so a
-cross-site form could otherwise act with them. Actions that cannot work (no credentials,
-no status API) are shown disabled with the reason.
+Actions that cannot work (no credentials, no status API) are shown disabled with the
+reason. Authentication, CSRF and headers are shared by every page: see `html.py`.
 """
 
-import hmac
-import json
 import logging
-import secrets
 from datetime import UTC, datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
-from werkzeug.exceptions import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    HTTPException,
-    NotFound,
-    ServiceUnavailable,
-)
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 
 from store import BadQuery, JobNotFound, states
 from store.jobs import FILTERS
+from submitter import NotConfigured, UsageError, submit
 
-from ..auth import require_ops
+from ..background.reconcile import poll_now
 from ..db import get_ledger
-from ..providers import InvalidPayload
-from ..providers.aliyun import mns as queue
 from . import console, display
 from .api import KNOWN_VALUES, job_query
+from .html import guard, pretty
+from .replay import replay_event as replay_one
 
-bp = Blueprint("pages", __name__)
+bp = guard(Blueprint("pages", __name__))
 bp.record_once(lambda state: console.warn_if_no_sink(state.app.config))
 RESUBMITTABLE = console.RESUBMITTABLE
 log = logging.getLogger("jobledger.pages")
-CSRF_COOKIE = "jobledger_csrf"
 STATE_CHOICES = list(states.ALL)
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
-    " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
 MAX_TRAIL = 50  # newer-page links kept while paging back through the list
-
-
-@bp.before_request
-def _ops_only():
-    require_ops(allow_basic=True)
-    if request.method == "POST":
-        _check_csrf()
-
-
-def _check_csrf() -> None:
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    field = request.form.get("csrf", "")
-    if not cookie or not hmac.compare_digest(cookie.encode(), field.encode()):
-        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
-    origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:
-        raise Forbidden("cross-origin form post refused")
-
-
-@bp.after_request
-def _set_csrf_cookie(response):
-    token = g.get("csrf_token")
-    if token and request.cookies.get(CSRF_COOKIE) != token:
-        response.set_cookie(
-            CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure
-        )
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    return response
-
-
-@bp.errorhandler(HTTPException)
-def _error_page(e: HTTPException):
-    """Show a page's error in the console's own layout, with a way back to the job."""
-    job_id = (request.view_args or {}).get("job_id")
-    back = url_for("pages.job_detail", job_id=job_id) if job_id and e.code != 404 else None
-    body = render_template("error.html", error=e, back=back)
-    headers = [(k, v) for k, v in e.get_headers() if k.lower() != "content-type"]
-    return body, e.code or 500, headers
-
-
-@bp.app_context_processor
-def _template_helpers():
-    def csrf_token() -> str:
-        if "csrf_token" not in g:
-            g.csrf_token = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
-        return g.csrf_token
-
-    now = datetime.now(UTC)
-    return {
-        "csrf_token": csrf_token,
-        "link": display.link,
-        "refresh": _refresh(),
-        "now": now,
-        "ago": lambda stamp: display.ago(stamp, now),
-        "exact": display.exact,
-        "duration": lambda start, end: display.duration(start, end, now),
-        "error_line": display.error_line,
-        "value_text": display.value_text,
-    }
-
-
-def _refresh() -> int | None:
-    raw = request.args.get("refresh", "")
-    return max(5, min(int(raw), 3600)) if raw.isdigit() and int(raw) else None
-
-
-def pretty(payload, source: str) -> str:
-    """Show a stored body pretty-printed when it is JSON (Base64 MNS bodies decoded)."""
-    if payload is None:
-        return "(pruned by retention)"
-    try:
-        doc = queue.decode(payload) if source == "mns" else json.loads(payload)
-    except (InvalidPayload, ValueError, RecursionError):
-        return payload
-    try:
-        return json.dumps(doc, indent=2, ensure_ascii=False)
-    except (ValueError, RecursionError):
-        return payload
 
 
 @bp.get("/")
@@ -220,8 +125,6 @@ def job_detail(job_id: str):
 @bp.post("/jobs/<job_id>/events/<int:event_id>/replay")
 def replay_event(job_id: str, event_id: int):
     """Re-apply one stored notice through today's parser (never undoes a final state)."""
-    from .replay import replay_event as replay_one
-
     result = replay_one(get_ledger(), event_id, job_id=job_id)
     if result.problem == "not_found":
         raise NotFound(f"no replayable event {event_id} on job {job_id}")
@@ -234,8 +137,6 @@ def replay_event(job_id: str, event_id: int):
 @bp.post("/jobs/<job_id>/repoll")
 def repoll(job_id: str):
     """Ask the provider about this job now, as reconcile would, and show what came of it."""
-    from ..background.reconcile import poll_now
-
     try:
         outcome = poll_now(current_app.config, get_ledger(), job_id)
     except JobNotFound:
@@ -257,8 +158,6 @@ def resubmit(job_id: str):
     Statuses as the API gives them: 503 when the provider's credentials are not set, 409
     when the job is not one that can be resubmitted, 400 when its stored params are refused.
     """
-    from submitter import NotConfigured, UsageError, submit
-
     ledger = get_ledger()
     job = ledger.jobs.get(job_id)
     if job is None:
@@ -276,6 +175,3 @@ def resubmit(job_id: str):
     ledger.submissions.link_resubmission(result.job["id"], job_id)
     log.info("pages.resubmitted", extra={"job_id": job_id, "new_job_id": result.job["id"]})
     return redirect(url_for("pages.job_detail", job_id=result.job["id"]), 303)
-
-
-from . import quarantine_pages  # noqa: E402, F401 - its routes join this blueprint

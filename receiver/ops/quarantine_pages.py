@@ -1,10 +1,10 @@
 """The dead-letter pages: quarantined bodies, one body with Replay and Discard, bulk replay.
 
-Routes on the pages blueprint, so they share its ops authentication, CSRF check on every
-POST and security headers. Bodies are provider bytes: shown pretty-printed when they are
-JSON, as text with `\\xNN` escapes when they are not UTF-8, always through autoescaping.
-A bulk replay shows how many items it will touch and runs only after a confirming POST,
-at most CHUNK items per click, each in its own transaction.
+A blueprint of its own with the console's rules (`html.guard`): ops authentication, the
+CSRF check on every POST and security headers. Bodies are provider bytes: shown
+pretty-printed when they are JSON, as text with `\\xNN` escapes when they are not UTF-8,
+always through autoescaping. A bulk replay shows how many items it will touch and runs
+only after a confirming POST, at most CHUNK items per click, each in its own transaction.
 """
 
 import json
@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from flask import redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
 from store import BadQuery
@@ -21,11 +21,13 @@ from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 from ..db import get_ledger
 from . import replay
 from .api import ROW_ID, ops_principal, quarantine_query
-from .pages import bp, pretty
+from .html import guard, pretty
 
 log = logging.getLogger("jobledger.pages")
 CHUNK = 500  # items one click replays; the result page offers to continue
 LIST_KEYS = ("provider", "service", "source", "event_type", "ids")
+
+bp = guard(Blueprint("quarantine", __name__))
 
 
 def ago(stamp: str | None, now: datetime | None = None) -> str:
@@ -67,7 +69,9 @@ def quarantine_list():
     except BadQuery as e:
         raise BadRequest(str(e)) from None
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    next_url = url_for("pages.quarantine_list") + "?" + urlencode(args + [("cursor", next_cursor)])
+    next_url = (
+        url_for("quarantine.quarantine_list") + "?" + urlencode(args + [("cursor", next_cursor)])
+    )
     replay_args = [
         (k, v) for k, v in args if k in ("provider", "service", "source", "since", "until")
     ]
@@ -77,7 +81,7 @@ def quarantine_list():
         next_url=next_url if next_cursor else None,
         args=request.args,
         choices=QUARANTINE_FILTERS,
-        replay_url=url_for("pages.bulk_replay")
+        replay_url=url_for("quarantine.bulk_replay")
         + "?"
         + urlencode([("target", "quarantine")] + replay_args),
         ago=ago,
@@ -118,7 +122,7 @@ def quarantine_replay(quarantine_id: int):
         notice = f"replayed as event {result.event_id} ({result.state or 'no state'}): {effect}"
     log.info("pages.quarantine-replayed", extra={"quarantine_id": quarantine_id, "ok": result.ok})
     return redirect(
-        url_for("pages.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
+        url_for("quarantine.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
     )
 
 
@@ -134,7 +138,7 @@ def quarantine_discard(quarantine_id: int):
     log.info("pages.quarantine-discarded", extra={"quarantine_id": quarantine_id})
     notice = f"discarded by {item['discarded_by']}"
     return redirect(
-        url_for("pages.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
+        url_for("quarantine.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
     )
 
 
