@@ -146,58 +146,70 @@ class TencentV2:
         """
 
         def attempt(timeout: float) -> dict:
-            body = urlencode(self.signed_params(action, params)).encode()
-            request = urllib.request.Request(
-                self._url,
-                data=body,
-                method="POST",
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Host": urlsplit(self._url).netloc,  # the host that was signed
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as e:
-                status = e.code
-                e.close()
-                raise CallFailed(
-                    f"HTTP{status}",
-                    f"{action}: HTTP {status} from the v2 API",
-                    status=status,
-                    retryable=status >= 500,
-                ) from None
-            except urllib.error.URLError as e:  # connecting or sending failed: never arrived
-                raise network_failure(str(e.reason)) from None
-            except TimeoutError:
-                raise network_failure(f"Read timed out after {timeout:.1f} s") from None
-            except OSError as e:  # the connection dropped after the request was sent
-                raise CallFailed(
-                    OUTCOME_UNKNOWN,
-                    "no answer after the request was sent, so"
-                    f" the provider may have accepted it: {e!r}",
-                    retryable=True,
-                    outcome_unknown=True,
-                ) from None
-            answer = _decode(raw)
-            if answer is None:
-                raise CallFailed(
-                    INVALID_RESPONSE, f"{action}: answer is not a JSON object", outcome_unknown=True
-                )
-            code = answer.get("code")
-            if code in (0, "0"):
-                return answer
-            word = str(code)
-            number = int(word) if word.lstrip("-").isdigit() else None
-            raise CallFailed(
-                str(code),
-                str(answer.get("message") or ""),
-                body=answer,
-                retryable=number in RETRYABLE,
-                throttled=number in THROTTLED,
-            )
+            return _answer(action, self._post(action, params, timeout))
 
         return call_with_retries(
             attempt, budget, idempotent=idempotent, retry_throttled=retry_throttled
         )
+
+    def _post(self, action: str, params: Mapping[str, Any], timeout: float) -> bytes:
+        """Send one signed POST; return the answer's bytes.
+
+        :raises CallFailed: an HTTP error status, a network failure before the request
+          arrived, or no answer after it was sent (the outcome is then unknown)
+        """
+        body = urlencode(self.signed_params(action, params)).encode()
+        request = urllib.request.Request(
+            self._url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Host": urlsplit(self._url).netloc,  # the host that was signed
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as e:
+            status = e.code
+            e.close()
+            raise CallFailed(
+                f"HTTP{status}",
+                f"{action}: HTTP {status} from the v2 API",
+                status=status,
+                retryable=status >= 500,
+            ) from None
+        except urllib.error.URLError as e:  # connecting or sending failed: never arrived
+            raise network_failure(str(e.reason)) from None
+        except TimeoutError:
+            raise network_failure(f"Read timed out after {timeout:.1f} s") from None
+        except OSError as e:  # the connection dropped after the request was sent
+            raise CallFailed(
+                OUTCOME_UNKNOWN,
+                "no answer after the request was sent, so"
+                f" the provider may have accepted it: {e!r}",
+                retryable=True,
+                outcome_unknown=True,
+            ) from None
+
+
+def _answer(action: str, raw: bytes) -> dict:
+    """Return a v2 answer whose `code` is 0; raise CallFailed with the provider's code else."""
+    answer = _decode(raw)
+    if answer is None:
+        raise CallFailed(
+            INVALID_RESPONSE, f"{action}: answer is not a JSON object", outcome_unknown=True
+        )
+    code = answer.get("code")
+    if code in (0, "0"):
+        return answer
+    word = str(code)
+    number = int(word) if word.lstrip("-").isdigit() else None
+    raise CallFailed(
+        str(code),
+        str(answer.get("message") or ""),
+        body=answer,
+        retryable=number in RETRYABLE,
+        throttled=number in THROTTLED,
+    )

@@ -122,40 +122,12 @@ def apply_batch(
     defer the batch (not acknowledged, delivered again); an error that leaves a notice
     neither recorded nor quarantined (a missing table) raises Fatal: the consumer stops.
     """
-    out, good = Outcome(), []
-    for d in deliveries:
-        try:
-            d.event = parse(d.body)
-            good.append(d)
-        except InvalidPayload as e:
-            d.error = str(e)
-        except Exception as e:  # a parser bug: keep the body, log the trace
-            log.error(f"{prefix}.parse-crashed", exc_info=True, extra=d.meta)
-            d.error = f"parser error: {type(e).__name__}: {e}"
-    recorded, events = [], [d.event for d in good]
-    try:
-        _check_file(ledger)
-        results = ledger.notices.record_many(events, source=source, verified=True, auth=auth)
-        _check_file(ledger)
-        recorded = list(zip(good, results, strict=True))
-    except Exception as e:
-        if _unavailable(e, prefix):
-            out.deferred = list(deliveries)
-            return out
-        # one notice breaks the apply: find it by recording one at a time
-        log.error(f"{prefix}.batch-failed", exc_info=True)
-        for i, d in enumerate(good):
-            try:
-                recorded.append(
-                    (d, ledger.notices.record(d.event, source=source, verified=True, auth=auth))
-                )
-            except Exception as e:
-                if _unavailable(e, prefix):
-                    out.deferred.extend(good[i:])
-                    break
-                log.error(f"{prefix}.apply-crashed", exc_info=True, extra=d.meta)
-                d.error = f"apply error: {type(e).__name__}: {e}"
-                d.event = None
+    out = Outcome()
+    good = _parse_all(deliveries, parse, prefix)
+    recorded = _record_all(ledger, good, out, source=source, auth=auth, prefix=prefix)
+    if recorded is None:  # the ledger cannot take writes now: the whole batch waits
+        out.deferred = list(deliveries)
+        return out
     for d, result in recorded:
         out.done.append(d)
         if result.duplicate_of is not None:
@@ -175,18 +147,86 @@ def apply_batch(
             )
     for d in deliveries:
         if d.event is None:
-            try:
-                _quarantine(ledger, d, source, auth, quarantine_as, prefix)
-            except Exception as e:
-                if _unavailable(e, prefix):
-                    out.deferred.append(d)
-                    continue
-                # Neither recorded nor kept: going on would drop it, retrying cannot help.
-                log.error(f"{prefix}.quarantine-failed", exc_info=True, extra=d.meta)
-                raise Fatal(f"cannot quarantine a notice: {type(e).__name__}: {e}") from e
-            out.done.append(d)
-            out.quarantined += 1
+            _keep(ledger, d, out, source=source, auth=auth, as_=quarantine_as, prefix=prefix)
     return out
+
+
+def _parse_all(deliveries: list[Delivery], parse: Callable[[str], Any], prefix: str) -> list:
+    """Parse each delivery; return those that parsed (the others carry their `error`)."""
+    good = []
+    for d in deliveries:
+        try:
+            d.event = parse(d.body)
+            good.append(d)
+        except InvalidPayload as e:
+            d.error = str(e)
+        except Exception as e:  # a parser bug: keep the body, log the trace
+            log.error(f"{prefix}.parse-crashed", exc_info=True, extra=d.meta)
+            d.error = f"parser error: {type(e).__name__}: {e}"
+    return good
+
+
+def _record_all(
+    ledger: Ledger, good: list[Delivery], out: Outcome, *, source: str, auth: str, prefix: str
+) -> list | None:
+    """Record the parsed deliveries in one transaction; return (delivery, result) pairs.
+
+    If the ledger cannot take writes now, return None: the batch is deferred. If one
+    notice breaks the apply, they are recorded one at a time to find it; it goes to the
+    quarantine (its `event` is dropped), and a transient error defers the rest.
+    """
+    try:
+        _check_file(ledger)
+        results = ledger.notices.record_many(
+            [d.event for d in good], source=source, verified=True, auth=auth
+        )
+        _check_file(ledger)
+        return list(zip(good, results, strict=True))
+    except Exception as e:
+        if _unavailable(e, prefix):
+            return None
+        log.error(f"{prefix}.batch-failed", exc_info=True)
+    recorded = []
+    for i, d in enumerate(good):
+        try:
+            recorded.append(
+                (d, ledger.notices.record(d.event, source=source, verified=True, auth=auth))
+            )
+        except Exception as e:
+            if _unavailable(e, prefix):
+                out.deferred.extend(good[i:])
+                break
+            log.error(f"{prefix}.apply-crashed", exc_info=True, extra=d.meta)
+            d.error = f"apply error: {type(e).__name__}: {e}"
+            d.event = None
+    return recorded
+
+
+def _keep(
+    ledger: Ledger,
+    d: Delivery,
+    out: Outcome,
+    *,
+    source: str,
+    auth: str,
+    as_: tuple[str, str],
+    prefix: str,
+) -> None:
+    """Quarantine one delivery that was not recorded, or defer it if the ledger is down.
+
+    :raises Fatal: it could be neither recorded nor kept, and retrying cannot help
+    """
+    try:
+        _quarantine(ledger, d, source, auth, as_, prefix)
+    except Exception as e:
+        if _unavailable(e, prefix):
+            out.deferred.append(d)
+            return
+        # Neither recorded nor kept: going on would drop it, retrying cannot help.
+        log.error(f"{prefix}.quarantine-failed", exc_info=True, extra=d.meta)
+        raise Fatal(f"cannot quarantine a notice: {type(e).__name__}: {e}") from e
+    out.done.append(d)
+    out.quarantined += 1
 
 
 def _check_file(ledger: Ledger) -> None:
