@@ -16,21 +16,29 @@ from .calls import Budget, ProviderClient, UsageError
 from .tencent_api import TencentAPI
 from .tencent_v2 import TencentV2
 
+
+@dataclass(frozen=True)
+class Client:
+    """One provider API client: how it is opened, what it needs, how fast it may be polled.
+
+    :ivar open: builds the client from the app's settings (calls.ProviderClient's shape)
+    :ivar settings: the settings it needs (it refuses to open without them: NotConfigured)
+    :ivar poll_qps: status calls per second `reconcile` makes through it, well below the
+      documented limits (Live: 6000/min; Tencent v2: 100/min), across every process
+    """
+
+    open: Callable[[Mapping[str, Any]], ProviderClient]
+    settings: tuple[str, ...]
+    poll_qps: float
+
+
 # Every client has one shape (calls.ProviderClient); a provider is added by filling it in.
-CLIENTS: dict[str, Callable[[Mapping[str, Any]], ProviderClient]] = {
-    "aliyun.vod": partial(AliyunAPI, service="vod"),
-    "aliyun.mps": partial(AliyunAPI, service="mps"),
-    "aliyun.live": partial(AliyunAPI, service="live"),
-    "tencent.api": TencentAPI,
-    "tencent.v2": TencentV2,
-}
-# The settings each client needs (a client refuses to open without them: NotConfigured).
-CLIENT_SETTINGS = {
-    "aliyun.vod": aliyun.CREDENTIALS,
-    "aliyun.mps": aliyun.CREDENTIALS,
-    "aliyun.live": aliyun.CREDENTIALS,
-    "tencent.api": tencent_api.CREDENTIALS,
-    "tencent.v2": tencent_v2.CREDENTIALS,
+CLIENTS: dict[str, Client] = {
+    "aliyun.vod": Client(partial(AliyunAPI, service="vod"), aliyun.CREDENTIALS, 10.0),
+    "aliyun.mps": Client(partial(AliyunAPI, service="mps"), aliyun.CREDENTIALS, 10.0),
+    "aliyun.live": Client(partial(AliyunAPI, service="live"), aliyun.CREDENTIALS, 50.0),
+    "tencent.api": Client(TencentAPI, tencent_api.CREDENTIALS, 10.0),
+    "tencent.v2": Client(TencentV2, tencent_v2.CREDENTIALS, 100 / 60),
 }
 INPUT_TYPES = {  # RunProcedure inputType -> the input fields it needs (reference §1.3)
     "SingleFile": ("file.id",),
@@ -244,9 +252,9 @@ def get_operation(name: str) -> Operation:
 
 def missing_settings(config: Mapping[str, Any], client: str) -> list[str]:
     """Name the `RECEIVER_*` settings a client needs and lacks ([] when it can open)."""
-    return [f"RECEIVER_{name}" for name in CLIENT_SETTINGS[client] if not config.get(name)]
+    return [f"RECEIVER_{name}" for name in CLIENTS[client].settings if not config.get(name)]
 
 
-def open_client(op: Operation, config: Mapping[str, Any]) -> ProviderClient:
-    """Open the client `op` calls; raise NotConfigured naming the missing settings."""
-    return CLIENTS[op.client](config)
+def open_client(client: str, config: Mapping[str, Any]) -> ProviderClient:
+    """Open a client (a key of CLIENTS); raise NotConfigured naming the missing settings."""
+    return CLIENTS[client].open(config)

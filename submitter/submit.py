@@ -76,7 +76,7 @@ def submit(
     """
     op = get_operation(name)
     call_params = op.prepare(params, config)
-    with open_client(op, config) as client:
+    with open_client(op.client, config) as client:
         job, known = _begin(ledger, op, call_params)
         log.info("submitter.submitting", extra={"operation": op.name, "job_id": job["id"]})
         try:

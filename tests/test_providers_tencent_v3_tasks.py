@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from tencentcloud.vod.v20180717 import models
 
+from receiver.background.status_apis import plan_poll
 from receiver.providers import status_answers
 from receiver.providers.base import InvalidPayload
 from receiver.providers.tencent import v3_tasks as tencent_v3_tasks
 from receiver.providers.tencent import vod as tencent_vod
 from receiver.providers.tencent.v3_table import SPECS
-from submitter.status import plan_poll
 from tests import tencent_sdk
 
 EVENT_CLASSES = tencent_sdk.event_classes()
@@ -70,7 +70,7 @@ def test_every_tencent_kind_with_a_task_status_is_polled():
     for kind in tencent_v3_tasks.POLLED_KINDS:
         job = {"provider": "tencent", "service": "vod", "kind": kind, "provider_job_id": "t-1"}
         poll = plan_poll(job)
-        assert (poll.api, poll.params) == ("DescribeTaskDetail", {"TaskId": "t-1"}), kind
+        assert (poll.api.name, poll.params) == ("DescribeTaskDetail", {"TaskId": "t-1"}), kind
 
 
 # -- events ------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def answer(spec, status: str = "FINISH", **changes) -> dict:
 
 @pytest.mark.parametrize("spec", DETAIL_SPECS, ids=ids(DETAIL_SPECS))
 def test_task_detail_settles_like_the_event(spec):
-    event = status_answers.tencent_task_detail(answer(spec))
+    event = status_answers.tencent_task_detail(answer(spec), "DescribeTaskDetail")
     assert (event.kind, event.state, event.provider_job_id) == (
         spec.kind,
         "succeeded",
@@ -275,12 +275,16 @@ def test_task_detail_settles_like_the_event(spec):
 def test_task_detail_failures(spec):
     fields = tencent_sdk.fields(DETAIL_CLASSES[spec.detail[1]])
     if "ErrCode" in fields:
-        event = status_answers.tencent_task_detail(answer(spec, ErrCode=70000))
+        event = status_answers.tencent_task_detail(
+            answer(spec, ErrCode=70000), "DescribeTaskDetail"
+        )
         assert (event.state, event.error_code) == ("failed", "70000")
     if "ErrCodeExt" in fields:
-        event = status_answers.tencent_task_detail(answer(spec, ErrCodeExt="Failed.Y"))
+        event = status_answers.tencent_task_detail(
+            answer(spec, ErrCodeExt="Failed.Y"), "DescribeTaskDetail"
+        )
         assert (event.state, event.error_code) == ("failed", "Failed.Y")
-    event = status_answers.tencent_task_detail(answer(spec, "ABORTED"))
+    event = status_answers.tencent_task_detail(answer(spec, "ABORTED"), "DescribeTaskDetail")
     assert event.state == "failed"
 
 
@@ -290,7 +294,12 @@ def test_task_detail_failures(spec):
 @pytest.mark.parametrize("spec", DETAIL_SPECS, ids=ids(DETAIL_SPECS))
 def test_task_detail_not_finished(spec, status, state):
     task_status = {"Status": status} if "Status" in answer(spec)[spec.detail[1]] else {}
-    assert status_answers.tencent_task_detail(answer(spec, status, **task_status)).state == state
+    assert (
+        status_answers.tencent_task_detail(
+            answer(spec, status, **task_status), "DescribeTaskDetail"
+        ).state
+        == state
+    )
 
 
 def test_the_provider_docs_name_every_kind():

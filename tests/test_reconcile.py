@@ -97,7 +97,7 @@ def test_a_poll_never_moves_a_final_state_back(app, client, fakes, ledger):
     fakes.aliyun.set_iproduction(job["provider_job_id"], "Success")
     run(app, ledger)
     stale = {"RequestId": "R2", "JobId": job["provider_job_id"], "State": "Analysing", "Result": ""}
-    answer = status_answers.mps_iproduction(stale)
+    answer = status_answers.mps_iproduction(stale, "QueryIProductionJob")
     result = ledger.notices.record(answer, source="poll", verified=True)
     assert (result.state, ledger.jobs.get(job["id"])["state"]) == ("succeeded", "succeeded")
 
@@ -365,3 +365,13 @@ def test_reconcile_loop_stops_cleanly_on_sigterm(settings, fakes):
         reader.join(5)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_every_status_api_is_asked_through_a_known_client_and_reads_its_own_name():
+    from receiver.background.status_apis import STATUS_APIS
+    from submitter.operations import CLIENTS
+
+    assert len({api.name for api in STATUS_APIS}) == len(STATUS_APIS)
+    for api in STATUS_APIS:
+        assert api.client in CLIENTS, api.name
+        assert CLIENTS[api.client].poll_qps > 0

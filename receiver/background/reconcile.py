@@ -8,9 +8,11 @@ Pacing, so that polls cost little and never hammer an API:
 * a job is first asked FIRST_POLL_S after it was submitted (callbacks usually come first),
   then after 1, 2, 4... minutes, capped at an hour (15 minutes for running Live streams);
 * at most MAX_POLLS_PER_PASS jobs per pass, most overdue first;
-* calls to each API family are spaced to stay under QPS, well below the documented limits
-  (Live: 6000/min; Tencent v2: 100/min); a throttled family is left alone for the rest of
-  the pass and its jobs are asked again THROTTLE_PAUSE_S later.
+* calls to each API family (client) are spaced to stay under its `poll_qps`
+  (submitter/operations.py); a throttled family is left alone for the rest of the pass and
+  its jobs are asked again THROTTLE_PAUSE_S later.
+
+Which status API answers for which job, and how its answer is read: status_apis.py.
 """
 
 import logging
@@ -25,11 +27,10 @@ from store import JobNotFound, Ledger, open_ledger
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
-from submitter.status import READ_BUDGET_S, plan_poll
 
 from ..inbound.batch import RunResult, StopSignal
-from ..providers import status_answers
 from . import alerts as alerting
+from .status_apis import READ_BUDGET_S, plan_poll
 
 log = logging.getLogger("jobledger.reconcile")
 
@@ -41,21 +42,7 @@ MAX_POLLS_PER_PASS = 200
 PASS_INTERVAL_S = 15.0
 THROTTLE_PAUSE_S = 30
 CLAIM_S = 600  # a claimed job not polled by then (its process died) is due again
-QPS = {
-    "aliyun.vod": 10.0,
-    "aliyun.mps": 10.0,
-    "aliyun.live": 50.0,
-    "tencent.api": 10.0,
-    "tencent.v2": 100 / 60,
-}
-PARSERS = {
-    "QueryIProductionJob": status_answers.mps_iproduction,
-    "GetEdgeTranscodeJob": status_answers.live_edge_job,
-    "GetTranscodeTask": status_answers.vod_transcode_task,
-    "GetVideoInfo": status_answers.vod_video,
-    "DescribeTaskDetail": status_answers.tencent_task_detail,
-    "GetTaskInfo": status_answers.tencent_v2_task,
-}
+QPS = {key: client.poll_qps for key, client in CLIENTS.items()}
 
 
 class Pacer:
@@ -183,7 +170,7 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
         return "deferred", THROTTLE_PAUSE_S, False
     if poll.client not in clients:
         try:
-            clients[poll.client] = CLIENTS[poll.client](config)
+            clients[poll.client] = CLIENTS[poll.client].open(config)
         except NotConfigured as e:
             log.warning("reconcile.not-configured", extra={"family": poll.family, "error": str(e)})
             clients[poll.client] = None
@@ -194,14 +181,14 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     try:
         answer = poll.ask(client, Budget(READ_BUDGET_S))
     except CallFailed as e:
-        extra = {"job_id": job["id"], "api": poll.api, "code": e.code, "status": e.status}
+        extra = {"job_id": job["id"], "api": poll.api.name, "code": e.code, "status": e.status}
         if e.throttled:
             throttled.add(poll.family)
             log.warning("reconcile.throttled", extra=extra)
             return "throttled", THROTTLE_PAUSE_S, False
         log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})
         return "failed", delay, True
-    event = PARSERS[poll.api](answer) if answer else None
+    event = poll.read(answer) if answer else None
     if (
         event is None
         or event.state is None
@@ -215,7 +202,7 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
         "reconcile.applied",
         extra={
             "job_id": result.job_id,
-            "api": poll.api,
+            "api": poll.api.name,
             "state": result.state,
             "event_id": result.event_id,
         },

@@ -14,10 +14,10 @@ from typing import Any
 from store import Ledger, open_ledger, states
 from store.polls import POLLED_STATES
 from submitter.operations import OPERATIONS, missing_settings
-from submitter.status import plan_poll
 
 from ..background import alerts
 from ..background.alerts import sinks
+from ..background.status_apis import plan_poll
 
 log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})

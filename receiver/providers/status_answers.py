@@ -1,7 +1,9 @@
 """Provider status answers (from `reconcile`) turned into Events, like any other notice.
 
-One function per status API. Each returns an Event (recorded with source `poll`) or None
-when the answer says nothing about the job's state. The dedup key covers the answer minus
+One function per status API (the table that says which is which, and how each API is
+called and paced, is receiver/background/status_apis.py; it passes the API's name, the
+event's type). Each returns an Event (recorded with source `poll`) or None when the answer
+says nothing about the job's state. The dedup key covers the answer minus
 its RequestId, so an unchanged answer is a duplicate of the first one and changes nothing.
 Tencent answers reuse the callback readers: DescribeTaskDetail's task object of each
 `TaskType` is the event object of the matching API 3.0 event (one table,
@@ -64,7 +66,7 @@ def _loads(value: Any) -> Any:
     return value
 
 
-def vod_video(answer: dict) -> Event | None:
+def vod_video(answer: dict, api: str) -> Event | None:
     """GetVideoInfo for a preprocess job: the video's `PreprocessStatus`, when given."""
     video = as_dict(answer.get("Video"))
     state = PREPROCESS_STATES.get((text(video.get("PreprocessStatus")) or "").lower())
@@ -73,7 +75,7 @@ def vod_video(answer: dict) -> Event | None:
     return _event(
         "aliyun",
         "vod",
-        "GetVideoInfo",
+        api,
         answer,
         kind="preprocess",
         media_id=text(video.get("VideoId")),
@@ -83,7 +85,7 @@ def vod_video(answer: dict) -> Event | None:
     )
 
 
-def vod_transcode_task(answer: dict) -> Event | None:
+def vod_transcode_task(answer: dict, api: str) -> Event | None:
     """GetTranscodeTask: the task's status, and one output per transcode job."""
     task = as_dict(answer.get("TranscodeTask"))
     state = TRANSCODE_TASK_STATES.get((text(task.get("TaskStatus")) or "").lower())
@@ -110,7 +112,7 @@ def vod_transcode_task(answer: dict) -> Event | None:
     return _event(
         "aliyun",
         "vod",
-        "GetTranscodeTask",
+        api,
         answer,
         kind="transcode",
         media_id=text(task.get("VideoId")),
@@ -122,7 +124,7 @@ def vod_transcode_task(answer: dict) -> Event | None:
     )
 
 
-def mps_iproduction(answer: dict) -> Event | None:
+def mps_iproduction(answer: dict, api: str) -> Event | None:
     """QueryIProductionJob: `State`, and `Result` (JSON text whose `Data` is JSON text too)."""
     state = aliyun_mps.state_of(answer.get("State"))
     job_id = text(answer.get("JobId"))
@@ -138,7 +140,7 @@ def mps_iproduction(answer: dict) -> Event | None:
     return _event(
         "aliyun",
         "mps",
-        "QueryIProductionJob",
+        api,
         answer,
         kind="iproduction",
         provider_job_id=job_id,
@@ -149,7 +151,7 @@ def mps_iproduction(answer: dict) -> Event | None:
     )
 
 
-def live_edge_job(answer: dict) -> Event | None:
+def live_edge_job(answer: dict, api: str) -> Event | None:
     """GetEdgeTranscodeJob: `Status` "1" is running, "0" is stopped (the newest word wins)."""
     job = as_dict(answer.get("Job"))
     state = EDGE_STATES.get(text(job.get("Status")) or "")
@@ -161,7 +163,7 @@ def live_edge_job(answer: dict) -> Event | None:
     return _event(
         "aliyun",
         "live",
-        "GetEdgeTranscodeJob",
+        api,
         answer,
         kind="edge_transcode",
         provider_job_id=text(job.get("JobId")),
@@ -201,7 +203,7 @@ def _settled(task: dict, key: str, status: str) -> dict:
     return task
 
 
-def tencent_task_detail(answer: dict) -> Event | None:
+def tencent_task_detail(answer: dict, api: str) -> Event | None:
     """DescribeTaskDetail: `TaskType`, `Status` (WAITING/PROCESSING/FINISH/ABORTED), and the
     task object of that type, read like the event that reports the same task."""
     status = (text(answer.get("Status")) or "").upper()
@@ -215,10 +217,10 @@ def tencent_task_detail(answer: dict) -> Event | None:
     if spec is None or not isinstance(task, dict) or not status:
         return None
     task = _settled(task, "Status", status)
-    return _tencent("DescribeTaskDetail", answer, lambda: tencent_v3_tasks.read(spec, task), status)
+    return _tencent(api, answer, lambda: tencent_v3_tasks.read(spec, task), status)
 
 
-def tencent_v2_task(answer: dict) -> Event | None:
+def tencent_v2_task(answer: dict, api: str) -> Event | None:
     """GetTaskInfo (v2): top-level `status`, and `data` as in the v2 callback."""
     data = answer.get("data")
     if not isinstance(data, dict):
@@ -228,4 +230,4 @@ def tencent_v2_task(answer: dict) -> Event | None:
     if not status:
         return None
     data = _settled(data, "status", status)
-    return _tencent("GetTaskInfo", answer, lambda: v2_flow(data), status)
+    return _tencent(api, answer, lambda: v2_flow(data), status)
