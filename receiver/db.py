@@ -2,8 +2,8 @@
 
 One connection per worker thread, reused across requests, opened after gunicorn forks (the
 cache is keyed by process id, so a forked child never reuses its parent's connection).
-Opening a connection and setting its pragmas on every request costs more than the whole
-ledger transaction of a callback, which must stay cheap (see bench/). sqlite3 objects stay
+Opening a connection and setting its pragmas costs more than a callback's whole ledger
+transaction (docs/benchmarks.md). sqlite3 objects stay
 on the thread that made them, as objects kept on `flask.g` must. On PostgreSQL a request takes
 a connection from its process's pool instead (`receiver/pgpool.py`).
 """

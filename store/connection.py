@@ -37,6 +37,6 @@ def connect(
     conn.remember_file(str(path))
     conn.execute("PRAGMA synchronous=" + ("FULL" if durability == "full" else "NORMAL"))
     conn.execute("PRAGMA temp_store=MEMORY")
-    # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
+    # 8 MiB per connection (a worker has one per thread) bounds a worker's memory.
     conn.execute("PRAGMA cache_size=-8000")
     return conn

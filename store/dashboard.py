@@ -75,9 +75,9 @@ class Dashboard(Part):
     def oldest_unfinished(self, limit: int = 10) -> list[dict]:
         """Return the oldest jobs without a final word (timed-out ones included).
 
-        INDEXED BY on SQLite, here and in metrics_snapshot: its planner prefers
-        jobs_state_id, which took 20 ms at 1M jobs against under 0.1 ms for the small
-        partial index (bench/). PostgreSQL's planner picks the partial index itself.
+        INDEXED BY on SQLite, here and in metrics_snapshot: its planner would prefer
+        jobs_state_id to the small partial index (docs/benchmarks.md). PostgreSQL's planner
+        picks the partial index itself.
         """
         rows = self.conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs{self.backend.hint('jobs_unfinished')}"

@@ -11,8 +11,8 @@ HTTP (a local fake or a proxy), without one HTTPS. Without an override the publi
 host is named explicitly, so the SDK never asks the location service where to go.
 """
 
-# The SDK (13 MiB resident) is imported where it is used, not at module level: every web
-# worker imports this module for POST /api/jobs, and most never submit (bench/ RSS figures).
+# The SDK is imported where it is used, not at module level: every web worker imports this
+# module for POST /api/jobs, and most never submit; the SDK's memory is paid only by those.
 import importlib
 import json
 from collections.abc import Mapping

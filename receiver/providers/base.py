@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from store.ids import iso
-
 # The contract's state names a notice can report. The state machine itself lives in
 # store.states; providers stay free of the store so they test without a database.
 PROCESSING, SUCCEEDED, PARTIAL, FAILED = "processing", "succeeded", "partial", "failed"
@@ -228,7 +226,8 @@ def parse_time(value: Any) -> str | None:
             return None
     else:
         return None
-    return iso(moment)
+    # The ledger's timestamp form: ISO 8601 UTC with milliseconds, `2026-11-21T05:35:21.123Z`.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def text(value: Any) -> str | None:
