@@ -53,7 +53,7 @@ def _explain(ledger, sql: str, params) -> list[str]:
 
 
 def query_plans(url: str, rows: list[dict]) -> list[dict]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the SQL that list_jobs runs for each filter."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the SQL that jobs.search runs for each filter."""
     from bench.scale import plan_cases  # one list of cases for both engines
 
     out = []

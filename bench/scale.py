@@ -213,7 +213,7 @@ def measure(client: Client, paths: dict[str, list[str]]) -> dict[str, dict]:
 
 
 def plan_cases(rows: list[dict]) -> dict[str, dict]:
-    """list_jobs arguments whose SQL the plans are shown for."""
+    """jobs.search arguments whose SQL the plans are shown for."""
     one = rows[0]
     at = datetime.fromisoformat(one["at"].replace("Z", "+00:00"))
     return {
@@ -233,7 +233,7 @@ def plan_cases(rows: list[dict]) -> dict[str, dict]:
 
 
 def query_plans(db: Path, rows: list[dict]) -> list[dict]:
-    """EXPLAIN QUERY PLAN of the SQL that list_jobs runs for each filter."""
+    """EXPLAIN QUERY PLAN of the SQL that jobs.search runs for each filter."""
     out = []
     with open_ledger(db) as ledger:
         for name, kwargs in plan_cases(rows).items():

@@ -193,7 +193,7 @@ class TimedConnection:
 
 
 def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
-    """record_event on an existing (large) ledger: µs per notice, WAL pages per commit,
+    """Recording a notice on an existing (large) ledger: µs per notice, WAL pages per commit,
     and time per statement. The rows added are deleted afterwards."""
     import sqlite3
 

@@ -1,10 +1,10 @@
-"""jobledger's Flask app: provider callbacks in, JSON and HTML out, and the commands.
+"""jobledger's Flask app: provider notices in, JSON and HTML out, and the commands.
 
-Inbound: `hooks` (provider HTTP callbacks: verify, parse, record, acknowledge).
-Read side: `api` (JSON), `pages` (HTML), `metrics`, `openapi`, `health`.
-Plumbing: `config`, `db` (the request's ledger), `auth`, `errors`, `logs`.
-Long-running workers (one Procfile line each): `workers/`. Every command: `cli`.
-Provider formats (pure verify/parse): `providers/`.
+The folders follow a notice: `inbound/` (the doors: HTTP hooks, MNS, Tencent pull),
+`providers/` (pure verify/parse per sender), `background/` (polls, deadlines, alerts),
+`ops/` (API, pages, metrics, replay), `serving/` (what only gunicorn loads). Here: the
+factory, settings (`config`), the request's ledger (`db`, `pgpool`), `auth`, `errors`,
+`logs`, and every command (`cli`). docs/architecture.md maps it all.
 """
 
 from flask import Flask

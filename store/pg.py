@@ -59,7 +59,7 @@ class PgConnection:
 
     def pipeline(self) -> contextlib.AbstractContextManager:
         """Enter pipeline mode for a transaction: statements go out without waiting for
-        their answers, until a result is fetched or the block ends (see store/ledger.py)."""
+        their answers, until a result is fetched or the block ends (see store/session.py)."""
         self._reconnect_if_broken()
         return self.raw.pipeline()
 
