@@ -276,3 +276,20 @@ def test_pages_import_the_replay_module_not_the_cli():
                 imported.add(node.module)
                 imported |= {f"{node.module}.{a.name}" for a in node.names}
         assert not {"cli", "receiver.cli", "None.cli"} & imported, name
+
+
+def test_replaying_an_event_again_is_a_duplicate_of_the_first_replay(client, ledger):
+    from receiver.ops.replay import replay_event
+
+    body = vod("video-again")
+    answer = client.post("/hooks/aliyun/vod", data=body, headers=vod_headers()).get_json()
+    first = replay_event(ledger, answer["event_id"])
+    second = replay_event(ledger, answer["event_id"])
+    assert first.ok and second.ok
+    events = {e["id"]: e for e in ledger.jobs.events(answer["job_id"])}
+    assert events[first.event_id]["duplicate_of"] is None  # the first replay applies
+    assert events[first.event_id]["replay_of"] == answer["event_id"]
+    assert events[second.event_id]["duplicate_of"] == first.event_id  # the second changes nothing
+    assert events[second.event_id]["replay_of"] == answer["event_id"]
+    page = client.get(f"/api/jobs/{answer['job_id']}").get_json()
+    assert [e["duplicate_of"] is not None for e in page["events"]] == [False, False, True]
