@@ -62,6 +62,22 @@ os.environ.setdefault(
 )
 
 
+def _check_settings() -> None:
+    """Stop here, in the master, when a RECEIVER_* setting is malformed: one line naming it.
+
+    Left to the workers, each would print a traceback of its own before gunicorn gave up.
+    """
+    from receiver.config import ConfigError, load
+
+    try:
+        load()
+    except ConfigError as e:
+        raise SystemExit(f"Error: {e}") from None
+
+
+_check_settings()
+
+
 def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)

@@ -133,12 +133,13 @@ def _endpoint(value: str) -> str | None:
 
 
 def _deadlines(value: str) -> dict[str, int]:
-    table = {}
-    for item in _list(value):
+    table, items = {}, _list(value)
+    for item in items:
         kind, sep, seconds = item.partition("=")
         number = _whole(seconds)
         if not sep or not kind.strip() or number is None:
-            raise ValueError(f"expected kind=seconds pairs, got {item[:40]!r}")
+            which = f" ({item[:40]!r} is not one)" if len(items) > 1 else ""
+            raise ValueError(f"expected kind=seconds pairs, seconds a whole number{which}")
         table[kind.strip()] = number
     table.setdefault("default", DEFAULT_DEADLINES["default"])
     return table
@@ -247,6 +248,17 @@ def _shown(name: str, parse: Callable[[str], Any], raw: str) -> str:
             pass
         return "(hidden: not shown, as a URL may carry credentials)"
     return repr(raw[:80])
+
+
+def load(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Return every setting: the defaults, then the `RECEIVER_*` variables, checked together.
+
+    :raises ConfigError: naming the variable to set or fix
+    """
+    config = defaults()
+    config.update(from_environ(environ))
+    validate(config)
+    return config
 
 
 def validate(config: dict[str, Any]) -> None:

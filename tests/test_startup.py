@@ -1,0 +1,89 @@
+"""What a person sees first: real `flask` and gunicorn processes starting, or refusing to.
+
+A malformed setting is the operator's to fix, so every command (`--help` included) and
+gunicorn say so in one line naming the variable, never with a traceback, and exit non-zero.
+gunicorn's own start-up lines name the address it listens on and open nothing shared with
+other instances.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+MALFORMED = [
+    pytest.param({"RECEIVER_PROXY_HOPS": "abc"}, "RECEIVER_PROXY_HOPS", "abc", id="proxy-hops"),
+    pytest.param(
+        {"RECEIVER_DATABASE": "postgresql://jobledger:S3cret-pw@db.internal:abc/jobledger"},
+        "RECEIVER_DATABASE",
+        "S3cret-pw",
+        id="database-url",
+    ),
+    pytest.param(
+        {"RECEIVER_DEADLINES": "default=soon"}, "RECEIVER_DEADLINES", "soon", id="deadlines"
+    ),
+    pytest.param(
+        {"RECEIVER_ALERT_WEBHOOK_URLS": "ftp://hooks.example/T0KEN-in-path"},
+        "RECEIVER_ALERT_WEBHOOK_URLS",
+        "T0KEN-in-path",
+        id="secret-url",
+    ),
+]
+SECRETS = {"S3cret-pw", "T0KEN-in-path"}  # values that must never be shown
+
+
+def environment(tmp_path, **settings) -> dict:
+    """A clean environment: no RECEIVER_* of the caller's, HOME and the ledger in tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECEIVER_", "GUNICORN_"))}
+    env.update(HOME=str(tmp_path / "home"), RECEIVER_DATABASE=str(tmp_path / "ledger.db"))
+    env.update(settings)
+    return env
+
+
+def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess, variable: str, value: str):
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith("Error: ") and variable in output, output
+    if value in SECRETS:
+        assert value not in output, output
+    else:
+        assert repr(value) in output or value in output, output
+
+
+@pytest.mark.parametrize(("settings", "variable", "value"), MALFORMED)
+@pytest.mark.parametrize(
+    "command", [["--help"], ["init-db"], ["reconcile", "--once"], ["submit", "--help"]]
+)
+def test_every_command_names_a_malformed_setting_in_one_line(
+    tmp_path, settings, variable, value, command
+):
+    result = run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *command],
+        environment(tmp_path, **settings),
+    )
+    assert_one_line_naming(result, variable, value)
+    assert not (tmp_path / "ledger.db").exists()
+
+
+@pytest.mark.parametrize(("settings", "variable", "value"), MALFORMED)
+def test_gunicorn_names_a_malformed_setting_in_one_line_not_one_per_worker(
+    tmp_path, settings, variable, value
+):
+    env = environment(
+        tmp_path, HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="3", **settings
+    )
+    result = run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env)
+    assert_one_line_naming(result, variable, value)
