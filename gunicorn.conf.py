@@ -38,6 +38,11 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 
+# gunicorn 27 opens a control socket for `gunicornc` at ~/.gunicorn/gunicorn.ctl by default:
+# one path shared by every instance of the user on the host, and none at all for a service
+# user without a home. jobledger is driven by signals (docs/operations.md, "Restarts").
+control_socket_disable = True
+
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # One JSON object per line, built with json.dumps (any request target stays valid JSON), with
 # `?token=` and other secret-looking query values redacted, in the access and error logs.

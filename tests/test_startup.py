@@ -9,10 +9,12 @@ other instances.
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.helpers import ROOT, free_port
+from tests.proxy import request
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +89,41 @@ def test_gunicorn_names_a_malformed_setting_in_one_line_not_one_per_worker(
     )
     result = run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env)
     assert_one_line_naming(result, variable, value)
+
+
+def start_gunicorn(tmp_path, bind: str) -> tuple[subprocess.Popen, str]:
+    env = environment(tmp_path, GUNICORN_BIND=bind, WEB_CONCURRENCY="2")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    assert run([sys.executable, "-m", "flask", "--app", "wsgi", "init-db"], env).returncode == 0
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    target = bind if bind.startswith("unix:") else f"http://{bind}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if request(target, "GET", "/healthz", timeout=1)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(timeout=40) == 0
+    return proc, log.read_text()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_gunicorn_says_where_it_listens_and_opens_no_shared_control_socket(tmp_path, kind):
+    bind = f"127.0.0.1:{free_port()}" if kind == "tcp" else f"unix:{tmp_path / 'web.sock'}"
+    proc, log = start_gunicorn(tmp_path, bind)
+    shown = f"http://{bind}" if kind == "tcp" else bind
+    assert f"Listening at: {shown} ({proc.pid})" in log, log
+    # gunicorn 27 would open ~/.gunicorn/gunicorn.ctl, one path for every instance
+    assert "ontrol socket" not in log and "Traceback" not in log, log
+    assert not (tmp_path / "home" / ".gunicorn").exists()
