@@ -10,8 +10,10 @@
 | `replay` | the ledger's stored events, through today's parsers |
 """
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 
 import click
 from flask import Flask, current_app
@@ -21,6 +23,7 @@ from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
 
+from . import ledger_setup
 from .background import reconcile
 from .inbound import mns, tencent_pull
 from .inbound.batch import Misconfigured, RunResult
@@ -28,15 +31,35 @@ from .ops.api import submit_budget
 
 
 def ledger():
-    """Open the app's ledger for one command; an unreachable server ends it with a message."""
-    try:
-        return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
-    except LedgerUnavailable as e:
-        raise click.ClickException(str(e)) from None
+    """Open the app's ledger for one command."""
+    return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+
+
+def explained(command: Callable) -> Callable:
+    """End a command with one line instead of a traceback when the ledger is not usable.
+
+    An unreachable server, or a ledger that is not set up (no role, no database, no
+    privilege, no init-db), is the operator's to fix: the line says what to run.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Exception as e:
+            advice = ledger_setup.explain(current_app.config["DATABASE"], e)
+            if advice is not None:
+                raise click.ClickException(advice) from None
+            if isinstance(e, LedgerUnavailable):
+                raise click.ClickException(str(e)) from None
+            raise
+
+    return run
 
 
 @click.command("init-db")
 @with_appcontext
+@explained
 def init_db():
     """Create or migrate the ledger; safe to run again.
 
@@ -44,10 +67,7 @@ def init_db():
     flask --app wsgi init-db
     """
     database = current_app.config["DATABASE"]
-    try:
-        applied = migrate(database)
-    except LedgerUnavailable as e:
-        raise click.ClickException(str(e)) from None
+    applied = migrate(database)
     shown = redact(database) if is_url(database) else database
     click.echo(f"ledger {shown}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
@@ -71,6 +91,7 @@ def init_db():
 @click.option("--dry-run", is_flag=True, help="Only say how many would be replayed.")
 @click.argument("ids", nargs=-1, type=int)
 @with_appcontext
+@explained
 def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
     """Re-apply stored events, or quarantined bodies, through today's parsers.
 
@@ -155,8 +176,6 @@ def finish(run) -> None:
         result: RunResult = run()
     except Misconfigured as e:
         raise click.UsageError(str(e)) from None
-    except LedgerUnavailable as e:  # the server is unreachable: say which, no traceback
-        raise click.ClickException(str(e)) from None
     for line in result.lines:
         click.echo(json.dumps(line))
     if result.error:
@@ -185,6 +204,7 @@ def parse_assignments(items: tuple[str, ...]) -> dict:
 @click.argument("operation")
 @click.argument("params", nargs=-1)
 @with_appcontext
+@explained
 def submit_command(operation: str, params: tuple[str, ...]):
     """Submit one job to its provider and print the job as JSON; exit 1 if not accepted.
 
@@ -225,6 +245,7 @@ def submit_command(operation: str, params: tuple[str, ...]):
     help=f"Long-poll time. Default: {mns.WAIT_SECONDS}, or {mns.ONCE_WAIT_SECONDS} with --once.",
 )
 @with_appcontext
+@explained
 def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int | None):
     """Consume MNS queues: record each message, then delete it.
 
@@ -250,6 +271,7 @@ def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int |
     help="auto: API 3.0, plus v2 when RECEIVER_TENCENT_VOD_V2_URL is set.",
 )
 @with_appcontext
+@explained
 def pull_tencent_command(once: bool, api: str):
     """Consume Tencent VOD reliable-callback events: record each, then confirm it.
 
@@ -267,6 +289,7 @@ def pull_tencent_command(once: bool, api: str):
 @click.command("reconcile")
 @click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
 @with_appcontext
+@explained
 def reconcile_command(once: bool):
     """Poll providers for jobs without a final word, and record what they say.
 
