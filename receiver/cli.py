@@ -22,6 +22,7 @@ from flask.cli import with_appcontext
 from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
+from submitter.operations import required_params
 
 from . import ledger_setup
 from .background import reconcile
@@ -57,7 +58,7 @@ def explained(command: Callable) -> Callable:
     return run
 
 
-@click.command("init-db")
+@click.command("init-db", short_help="Create or migrate the ledger; safe to run again.")
 @with_appcontext
 @explained
 def init_db():
@@ -72,7 +73,7 @@ def init_db():
     click.echo(f"ledger {shown}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
-@click.command("replay")
+@click.command("replay", short_help="Re-apply stored events or quarantined bodies.")
 @click.option("--quarantined", is_flag=True, help="Replay quarantined bodies instead of events.")
 @click.option("--provider", multiple=True, metavar="NAME", help="aliyun or tencent (repeatable).")
 @click.option(
@@ -182,6 +183,15 @@ def finish(run) -> None:
         raise click.ClickException(result.error)
 
 
+class SubmitCommand(click.Command):
+    """`submit`, whose help lists every operation and the params it needs."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Operations (and the params each one needs)"):
+            formatter.write_dl(required_params(), col_max=36)
+        super().format_epilog(ctx, formatter)
+
+
 def parse_assignments(items: tuple[str, ...]) -> dict:
     """Read `KEY=VALUE` (text) and `KEY:=JSON` (a JSON value: object, list, number) args."""
     params: dict = {}
@@ -200,7 +210,9 @@ def parse_assignments(items: tuple[str, ...]) -> dict:
     return params
 
 
-@click.command("submit")
+@click.command(
+    "submit", cls=SubmitCommand, short_help="Submit one job to its provider; print it as JSON."
+)
 @click.argument("operation")
 @click.argument("params", nargs=-1)
 @with_appcontext
@@ -209,6 +221,7 @@ def submit_command(operation: str, params: tuple[str, ...]):
     """Submit one job to its provider and print the job as JSON; exit 1 if not accepted.
 
     Values are text; `KEY:=JSON` passes a JSON value (nested params such as fileList).
+    Other params of the provider's API pass through unchanged.
 
     \b
     flask --app wsgi submit aliyun.vod.SubmitPreprocessJobs VideoId=5aed81b74ba84920be578cdfe004af4b
@@ -229,7 +242,7 @@ def submit_command(operation: str, params: tuple[str, ...]):
         raise click.exceptions.Exit(1)
 
 
-@click.command("consume-mns")
+@click.command("consume-mns", short_help="Record MNS queue messages, then delete them.")
 @click.option(
     "--queue",
     "queues",
@@ -260,7 +273,7 @@ def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int |
     finish(lambda: mns.run(config, list(queues), once=once, wait_seconds=wait_seconds))
 
 
-@click.command("pull-tencent")
+@click.command("pull-tencent", short_help="Record Tencent VOD reliable events, then confirm.")
 @click.option("--once", is_flag=True, help="Stop when no event is waiting.")
 @click.option(
     "--api",
@@ -286,7 +299,7 @@ def pull_tencent_command(once: bool, api: str):
     finish(lambda: tencent_pull.run(config, once=once, api=api))
 
 
-@click.command("reconcile")
+@click.command("reconcile", short_help="Poll providers, time out jobs, send alerts.")
 @click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
 @with_appcontext
 @explained

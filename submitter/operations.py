@@ -232,6 +232,21 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
+def required_params() -> list[tuple[str, str]]:
+    """Name each operation and the params it needs, as `submit --help` lists them."""
+    rows = []
+    for op in OPERATIONS.values():
+        needed = [k for k in op.required if k not in op.defaults]
+        text = ", ".join(needed)
+        if op.client == "tencent.v2":
+            inputs = "; ".join(f"{t}: {', '.join(f)}" for t, f in INPUT_TYPES.items())
+            text += f", and the inputType's fields ({inputs})"
+        for key, value in op.defaults.items():
+            text += f" ({key} defaults to {value})"
+        rows.append((op.name, text))
+    return rows
+
+
 def get_operation(name: str) -> Operation:
     """Return the operation called `name`; raise UnknownOperation naming the known ones."""
     try:
