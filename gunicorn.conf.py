@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 # PaaS convention: bind to $PORT on all interfaces; HOST narrows it (tests use 127.0.0.1).
@@ -77,7 +78,8 @@ def _check_settings() -> None:
     try:
         load()
     except ConfigError as e:
-        raise SystemExit(f"Error: {e}") from None
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None  # as wsgi.py: a usage error, no restart fixes it
 
 
 _check_settings()
