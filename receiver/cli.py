@@ -139,10 +139,8 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
             )
             return
         matched = replaying.count(led, selection)
-        noun = "quarantined bodies" if quarantined else "stored events"
-        with click.progressbar(
-            length=matched, label=f"Replaying {matched} {noun}", file=stderr
-        ) as bar:
+        label = f"Replaying {matched} {replaying.item_noun(selection.target, matched)}"
+        with click.progressbar(length=matched, label=label, file=stderr) as bar:
 
             def each(result) -> None:
                 bar.update(1)

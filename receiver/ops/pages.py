@@ -106,6 +106,7 @@ def _template_helpers():
         "duration": lambda start, end: display.duration(start, end, now),
         "error_line": display.error_line,
         "value_text": display.value_text,
+        "plural": display.plural,
     }
 
 
@@ -137,7 +138,7 @@ def dashboard():
     for provider, service, kind, state, n in ledger.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
     hours = ledger.failures_by_hour(now)
-    peak = max([sum(h["by_state"].values()) for h in hours] + [1])
+    most = max((sum(h["by_state"].values()) for h in hours), default=0)
     health = console.health(ledger, current_app.config, now)
     for event in health["unmatched"]["newest"]:
         event["pretty"] = pretty(event["payload"], event["source"])
@@ -147,7 +148,8 @@ def dashboard():
         states=STATE_CHOICES,
         stats=ledger.stats(),
         hours=hours,
-        peak=peak,
+        most=most,
+        peak=max(most, 1),  # the chart's scale
         oldest=ledger.oldest_unfinished(),
         alerts=ledger.recent_alerts(),
         health=health,

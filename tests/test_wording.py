@@ -1,0 +1,74 @@
+"""Counts, times and progress as a person reads them: "1 job", "—" for a duration the
+ledger never saw, relative times with the exact one on hover, and a progress bar nothing
+else writes over."""
+
+import json
+import re
+
+from receiver.ops.display import duration, plural
+from tests.helpers import fixture_json, tencent_signed, vod_headers
+
+VOD = "/hooks/aliyun/vod"
+TENCENT = "/hooks/tencent/vod"
+
+
+def vod(video: str) -> bytes:
+    return json.dumps(dict(fixture_json("aliyun_vod-TranscodeComplete.json"), VideoId=video))
+
+
+def test_plural_nouns():
+    assert [plural(n, "job") for n in (0, 1, 2)] == ["jobs", "job", "jobs"]
+    assert plural(1, "body", "bodies") == "body" and plural(3, "body", "bodies") == "bodies"
+
+
+def test_the_dashboard_counts_one_thing_in_the_singular(client, ledger):
+    assert client.post(VOD, data=vod("one"), headers=vod_headers()).status_code == 200
+    ledger.quarantine(
+        provider="aliyun",
+        service="vod",
+        source="http",
+        body=b"{}",
+        reason="test",
+        verified=True,
+        auth="signature",
+    )
+    bad = vod_headers(key="RotatedAwayKey")  # one bad signature
+    assert client.post(VOD, data=vod("one"), headers=bad).status_code == 401
+    page = client.get("/").get_data(as_text=True)
+    assert '<p class="muted">1 job.' in page
+    assert '<span class="num">1</span> quarantined body waiting for a replay' in page
+    assert '<span class="num">1</span> bad signature <span' in page
+    assert '<span class="num">0</span> notices tied to no job' in page
+    assert '<span class="num">0</span> alerts waiting to be sent' in page
+    assert not re.search(r">1</span> [a-z ]*(jobs|bodies|notices|alerts|signatures)\b", page)
+
+
+def test_an_empty_failure_chart_says_none_not_peak_one(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "none in the last 24 hours." in page and "peak" not in page
+
+
+def test_a_job_first_seen_finished_took_a_dash_not_zero_seconds(client):
+    # The Tencent task flow of the README: finished when first heard of, no time of its own.
+    doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
+    answer = client.post(TENCENT, data=tencent_signed(doc)).get_json()
+    assert answer["state"] == "succeeded"
+    job = client.get(f"/api/jobs/{answer['job_id']}").get_json()
+    assert job["submitted_at"] == job["finished_at"]  # the ledger never saw it run
+    for path in ("/jobs", f"/jobs/{answer['job_id']}"):
+        page = client.get(path).get_data(as_text=True)
+        assert "0 s" not in page
+        assert re.search(r"took</(?:th|dt)>", page)
+    listing = client.get("/jobs").get_data(as_text=True)
+    assert '<td data-label="took">—</td>' in listing
+
+
+def test_durations():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    start = "2026-11-21T11:00:00.000Z"
+    assert duration(start, start, now) == "—"
+    assert duration(start, "2026-11-21T10:59:00.000Z", now) == "—"
+    assert duration(start, "2026-11-21T11:04:00.000Z", now) == "4 min"
+    assert duration(start, None, now) == "1 h so far"
