@@ -72,3 +72,37 @@ def test_durations():
     assert duration(start, "2026-11-21T10:59:00.000Z", now) == "—"
     assert duration(start, "2026-11-21T11:04:00.000Z", now) == "4 min"
     assert duration(start, None, now) == "1 h so far"
+
+
+def test_the_quarantine_pages_show_times_and_fields_as_people_say_them(client):
+    bad = client.post(VOD, data=b'{"EventType": 1', headers=vod_headers())
+    qid = bad.get_json()["quarantine_id"]
+    listing = client.get("/quarantine").get_data(as_text=True)
+    row = listing[listing.index(f'id="q-{qid}"') :]
+    assert re.search(r'<time datetime="[^"]+Z" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"', row)
+    assert "just now</time>" in row
+    page = client.get(f"/quarantine/{qid}").get_data(as_text=True)
+    assert "<dt>content type</dt>" in page and "<dt>client address</dt>" in page
+    assert "<dt>user agent</dt>" in page
+    assert "content_type" not in page and "remote_addr" not in page
+    received = page[page.index("<dt>received</dt>") :]
+    assert re.match(r'<dt>received</dt><dd><time datetime="[^"]+" title="[^"]+ UTC"', received)
+    assert "15 bytes" in page
+
+
+def test_mns_times_of_a_quarantined_message_are_shown_as_times(client, ledger):
+    qid = ledger.quarantine(
+        provider="aliyun",
+        service="mns",
+        source="mns",
+        body=b"not json",
+        reason="not JSON",
+        verified=True,
+        auth="queue",
+        meta={"queue": "vod-events", "dequeue_count": 2, "enqueue_time": 1763700000000},
+    )
+    page = client.get(f"/quarantine/{qid}").get_data(as_text=True)
+    assert "<dt>MNS queue</dt><dd><code>vod-events</code>" in page
+    assert "<dt>times received</dt><dd><code>2</code>" in page
+    assert '<dt>sent to the queue</dt><dd><time datetime="2025-11-21T04:40:00.000Z"' in page
+    assert "1763700000000" not in page

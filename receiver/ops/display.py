@@ -82,6 +82,17 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return one if n == 1 else (many if many is not None else one + "s")
 
 
+def epoch_ms_stamp(value: Any) -> str | None:
+    """Read epoch milliseconds (MNS message times) as a ledger timestamp; None otherwise."""
+    try:
+        ms = int(value)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < ms < 10**14:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def value_text(value: Any) -> str:
     """Show any provider value as text: strings as they are, everything else as JSON."""
     if value is None:
