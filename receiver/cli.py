@@ -10,10 +10,13 @@
 | `replay` | the ledger's stored events, through today's parsers |
 """
 
+import contextlib
 import functools
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import click
 from flask import Flask, current_app
@@ -140,16 +143,47 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
             return
         matched = replaying.count(led, selection)
         label = f"Replaying {matched} {replaying.item_noun(selection.target, matched)}"
-        with click.progressbar(length=matched, label=label, file=stderr) as bar:
+        with progress(matched, label, stderr) as (bar, above):
 
             def each(result) -> None:
+                above(lambda: _print_replayed(result))
                 bar.update(1)
-                _print_replayed(result)
 
             totals = replaying.run(led, selection, each=each)
     click.echo(totals.summary(), err=True)
     if totals.failed:
         raise click.exceptions.Exit(1)
+
+
+@contextlib.contextmanager
+def progress(length: int, label: str, stream: TextIO) -> Iterator[tuple[Any, Callable]]:
+    """Draw a progress bar on `stream`; yield it, and a way to print a line above it.
+
+    On a terminal the bar is redrawn in place, so nothing else may write on its line: the
+    app's INFO log lines (one per item) are held back while it is drawn, and an output
+    line clears the bar and draws it again below itself. Elsewhere (a file, a pipe) the
+    bar is only its label, and nothing is held back.
+    """
+    with click.progressbar(length=length, label=label, file=stream) as bar:
+        if not stream.isatty():
+            yield bar, lambda write: write()
+            return
+        logger = logging.getLogger("jobledger")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+
+        def above(write: Callable[[], None]) -> None:
+            stream.write("\r\033[K")
+            stream.flush()
+            write()
+            sys.stdout.flush()
+            stream.write(bar.format_progress_line())
+            stream.flush()
+
+        try:
+            yield bar, above
+        finally:
+            logger.setLevel(level)
 
 
 def _print_replayed(result) -> None:

@@ -3,10 +3,16 @@ ledger never saw, relative times with the exact one on hover, and a progress bar
 else writes over."""
 
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
+
+import pytest
 
 from receiver.ops.display import duration, plural
-from tests.helpers import fixture_json, tencent_signed, vod_headers
+from tests.helpers import ROOT, fixture_json, tencent_signed, vod_headers
 
 VOD = "/hooks/aliyun/vod"
 TENCENT = "/hooks/tencent/vod"
@@ -106,3 +112,41 @@ def test_mns_times_of_a_quarantined_message_are_shown_as_times(client, ledger):
     assert "<dt>times received</dt><dd><code>2</code>" in page
     assert '<dt>sent to the queue</dt><dd><time datetime="2025-11-21T04:40:00.000Z"' in page
     assert "1763700000000" not in page
+
+
+@pytest.mark.slow
+def test_replay_on_a_terminal_keeps_its_bar_clear_of_log_lines(db_path, client):
+    """stdout and stderr on one terminal, as a person runs it: each item's JSON line whole
+    on its own line, the bar drawn around them, no log line on top of it."""
+    doc = fixture_json("tencent_vod-v3-ProcedureStateChanged.json")
+    answer = client.post(TENCENT, data=tencent_signed(doc)).get_json()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env["RECEIVER_DATABASE"] = str(db_path)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "replay", str(answer["event_id"])],
+        cwd=ROOT,
+        env=env,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the command and its terminal are gone
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0, terminal
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.decode())
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+    assert "logger" not in text, text  # no JSON log line drawn over the bar
+    items = [line for line in lines if line.startswith("{")]
+    assert len(items) == 1 and json.loads(items[0])["replay_of"] == answer["event_id"], lines
+    assert any(line.startswith("Replaying 1 stored event ") for line in lines), lines
+    assert "replayed 1 of 1 stored event: 0 changed, 1 unchanged, 0 failed" in lines, lines
+    assert "stored events" not in text
