@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 
@@ -150,3 +151,36 @@ def test_replay_on_a_terminal_keeps_its_bar_clear_of_log_lines(db_path, client):
     assert any(line.startswith("Replaying 1 stored event ") for line in lines), lines
     assert "replayed 1 of 1 stored event: 0 changed, 1 unchanged, 0 failed" in lines, lines
     assert "stored events" not in text
+
+
+@pytest.mark.slow
+def test_a_looping_reconcile_says_what_it_will_do_at_start(db_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    env.update(
+        RECEIVER_DATABASE=str(db_path),
+        RECEIVER_ALERT_WEBHOOK_URLS="https://hooks.example.com/services/T0KEN-in-path",
+        RECEIVER_DEADLINES="default=21600,iproduction=3600",
+        RECEIVER_RETENTION_DAYS="30",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "reconcile"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = json.loads(proc.stderr.readline())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert first["event"] == "reconcile.started", first
+    assert first["plan"] == (
+        "polls due jobs every 15 s (at most 200 a pass); times out a job without a final"
+        " word after 6 h (iproduction 1 h); sends alerts to 1 webhook, grouped over 60 s;"
+        " prunes raw payloads older than 30 days"
+    )
+    assert first["alert_sinks"] == {"webhook": 1} and first["every_s"] == 15
+    assert "T0KEN" not in json.dumps(first) + err + out
