@@ -127,3 +127,29 @@ def test_gunicorn_says_where_it_listens_and_opens_no_shared_control_socket(tmp_p
     # gunicorn 27 would open ~/.gunicorn/gunicorn.ctl, one path for every instance
     assert "ontrol socket" not in log and "Traceback" not in log, log
     assert not (tmp_path / "home" / ".gunicorn").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-sqlite", "empty-sqlite"])
+def test_the_ledger_size_benchmark_refuses_a_file_that_is_no_ledger_in_one_line(tmp_path, kind):
+    path = tmp_path / "ledger-1000000.db"
+    if kind == "not-sqlite":
+        path.write_text("not a database, but a page of text that is long enough" * 20)
+    elif kind == "empty-sqlite":
+        import sqlite3
+
+        sqlite3.connect(path).close()
+    before = path.read_bytes() if path.exists() else None
+    result = run(
+        [sys.executable, "-m", "bench.stages", "--ledger", str(path)], environment(tmp_path)
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert output.splitlines()[-1].endswith(
+        f"error: --ledger {path}: "
+        + {
+            "missing": "no such file",
+            "not-sqlite": "not an SQLite file (file is not a database)",
+            "empty-sqlite": "not a jobledger ledger",
+        }[kind]
+    ), output
+    assert (path.read_bytes() if path.exists() else None) == before  # nothing created
