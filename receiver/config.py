@@ -170,8 +170,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TENCENT_VOD_V2_URL": (_url, "https://vod.api.qcloud.com/v2/index.php"),
     "ALERT_WEBHOOK_URLS": (_url_list, []),
     "ALERT_SNS_TOPIC_ARN": (_text, None),
-    # Not in the contract's table: where alert links point, and how long alerts are held to
-    # be sent together (a burst becomes one summary instead of a storm).
+    # Where alert links point, and how long alerts are held to be sent together (a burst
+    # becomes one summary instead of a storm).
     "PUBLIC_URL": (_url, "http://localhost:8000"),
     "ALERT_GROUP_SECONDS": (_seconds, 60),
     "DURABILITY": (_durability, "normal"),

@@ -1,4 +1,4 @@
-"""The seven operations of the contract: what each one calls, needs, and answers.
+"""The seven operations jobledger submits: what each one calls, needs, and answers.
 
 Params are validated here, before anything is recorded or sent: a missing `VideoId` is a
 UsageError, never a provider call. Other params pass through unchanged.
@@ -49,7 +49,7 @@ class UnknownOperation(UsageError):
 
 @dataclass(frozen=True)
 class Operation:
-    """One row of the contract's operations table."""
+    """One operation (docs/http-api.md, "Submitting"): its API, kind and required params."""
 
     name: str
     client: str  # key of CLIENTS
