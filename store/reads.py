@@ -34,7 +34,7 @@ def job_from_row(row: Sequence) -> dict:
 
 
 def public_job(job: dict) -> dict:
-    """Shape a job as the contract's job record."""
+    """Shape a job as the job record of the API (docs/http-api.md)."""
     return {
         "id": job["id"],
         "provider": job["provider"],
@@ -56,7 +56,7 @@ def public_job(job: dict) -> dict:
 
 
 def public_event(row: Sequence) -> dict:
-    """Shape an `events` row as the contract's event record."""
+    """Shape an `events` row as the event record of the API (docs/http-api.md)."""
     event = dict(zip(_EVENT_FIELDS, row, strict=True))
     event["verified"] = bool(event["verified"])
     return event
