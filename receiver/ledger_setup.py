@@ -98,10 +98,22 @@ def _postgresql(url: str, errors: list[BaseException]) -> str | None:
 
 
 def _sqlite(path: str, errors: list[BaseException]) -> str | None:
+    file = Path(path)
+    folder = file.parent
+    failed = next((e for e in errors if isinstance(e, OSError)), None)
+    if failed is not None:  # init-db could not make the ledger's folder
+        return (
+            f"cannot create the folder {folder} ({failed.strerror or failed}); make it the"
+            f" service user's, as root: install -d -o {shlex.quote(getpass.getuser())}"
+            f" {shlex.quote(str(folder))}"
+        )
     if not any(isinstance(e, sqlite3.Error) for e in errors):
         return None
-    if not Path(path).exists():
-        return f"no ledger file there yet: run {INIT_DB} (or set RECEIVER_DATABASE)"
+    if not file.exists():
+        return (
+            f"no ledger file there yet: run {INIT_DB} as the service user, who must be"
+            f" able to write to {folder}"
+        )
     if any("no such table" in str(e) for e in errors):
         return f"the ledger has no tables yet (or misses a migration): run {INIT_DB}"
     return None

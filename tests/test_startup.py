@@ -153,3 +153,27 @@ def test_the_ledger_size_benchmark_refuses_a_file_that_is_no_ledger_in_one_line(
         }[kind]
     ), output
     assert (path.read_bytes() if path.exists() else None) == before  # nothing created
+
+
+@pytest.mark.parametrize(
+    ("where", "command", "says"),
+    [
+        ("missing.db", ["reconcile", "--once"], "no ledger file there yet: run flask --app"),
+        ("empty.db", ["reconcile", "--once"], "the ledger has no tables yet"),
+        ("empty.db", ["replay", "--all"], "the ledger has no tables yet"),
+        ("file/sub/ledger.db", ["init-db"], "cannot create the folder"),
+    ],
+)
+def test_a_sqlite_ledger_not_set_up_is_one_line_saying_what_to_run(tmp_path, where, command, says):
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.db").close()
+    (tmp_path / "file").write_text("a file where a folder should be")
+    path = tmp_path / where
+    env = environment(tmp_path, RECEIVER_DATABASE=str(path))
+    result = run([sys.executable, "-m", "flask", "--app", "wsgi", *command], env)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert len(output.splitlines()) == 1 and says in output, output
+    assert output.startswith(f"Error: cannot use the ledger at RECEIVER_DATABASE={path}: ")
+    assert not (tmp_path / "missing.db").exists()
