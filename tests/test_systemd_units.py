@@ -9,6 +9,7 @@ give them, with the shipped settings file, the socket folder in a temporary dire
 
 import configparser
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -205,3 +206,11 @@ def test_the_steps_fill_in_a_fresh_ops_token(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "\nRECEIVER_OPS_TOKEN=fresh-Token_1\n" in settings.read_text()
+
+
+def test_the_settings_file_names_only_real_settings():
+    from receiver.config import PREFIX, SETTINGS
+
+    named = re.findall(r"^#? ?(RECEIVER_[A-Z_]+)=", (UNITS / "jobledger.env").read_text(), re.M)
+    assert len(named) >= 8
+    assert {name.removeprefix(PREFIX) for name in named} <= set(SETTINGS)
