@@ -50,6 +50,8 @@ def explained(command: Callable) -> Callable:
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # already said as the command means it
         except Exception as e:
             advice = ledger_setup.explain(current_app.config["DATABASE"], e)
             if advice is not None:

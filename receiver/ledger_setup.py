@@ -49,6 +49,8 @@ def _role_and_database(url: str) -> tuple[str, str]:
 
 
 def _postgresql(url: str, errors: list[BaseException]) -> str | None:
+    if not any(type(e).__module__.startswith("psycopg") for e in errors):
+        return None  # not the server's answer: nothing here is about the database
     role, database = _role_and_database(url)
     text = " ".join(str(e) for e in errors)
     psql = f"psql -d {shlex.quote(database)} -c"
@@ -97,10 +99,19 @@ def _postgresql(url: str, errors: list[BaseException]) -> str | None:
     return None
 
 
+def _refused_folder(file: Path, errors: list[BaseException]) -> OSError | None:
+    """Return the OS's refusal of a folder on the way to the ledger file, if that failed."""
+    for error in errors:
+        if isinstance(error, OSError) and error.filename:
+            if file.is_relative_to(os.fsdecode(error.filename)):
+                return error
+    return None
+
+
 def _sqlite(path: str, errors: list[BaseException]) -> str | None:
     file = Path(path)
     folder = file.parent
-    failed = next((e for e in errors if isinstance(e, OSError)), None)
+    failed = _refused_folder(file, errors)
     if failed is not None:  # init-db could not make the ledger's folder
         return (
             f"cannot create the folder {folder} ({failed.strerror or failed}); make it the"
