@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 # PaaS convention: bind to $PORT on all interfaces; HOST narrows it (tests use 127.0.0.1).
@@ -38,6 +39,11 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 
+# gunicorn 27 opens a control socket for `gunicornc` at ~/.gunicorn/gunicorn.ctl by default:
+# one path shared by every instance of the user on the host, and none at all for a service
+# user without a home. jobledger is driven by signals (docs/operations.md, "Restarts").
+control_socket_disable = True
+
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # One JSON object per line, built with json.dumps (any request target stays valid JSON), with
 # `?token=` and other secret-looking query values redacted, in the access and error logs.
@@ -60,6 +66,23 @@ os.environ.setdefault(
         "jobledger-metrics-" + re.sub(r"[^A-Za-z0-9]+", "-", bind.split(":")[-1]).strip("-"),
     ),
 )
+
+
+def _check_settings() -> None:
+    """Stop here, in the master, when a RECEIVER_* setting is malformed: one line naming it.
+
+    Left to the workers, each would print a traceback of its own before gunicorn gave up.
+    """
+    from receiver.config import ConfigError, load
+
+    try:
+        load()
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None  # as wsgi.py: a usage error, no restart fixes it
+
+
+_check_settings()
 
 
 def on_starting(server):

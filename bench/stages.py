@@ -239,12 +239,33 @@ def ledger_size_cost(path: Path, n: int, durability: str = "normal") -> dict:
     }
 
 
+def not_a_ledger(path: Path) -> str | None:
+    """Say why `path` is no ledger to measure (None when it is one); never create it."""
+    import sqlite3
+
+    if not path.is_file():
+        return "no such file" if not path.exists() else "not a file"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return f"not an SQLite file ({e})"
+    return None if {"events", "jobs", "job_counts"} <= tables else "not a jobledger ledger"
+
+
 def size_main(argv=None) -> int:
     """`python -m bench.stages --ledger bench/out/ledger-1000000.db`: cost of a notice by size."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--ledger", type=Path, action="append", required=True)
     parser.add_argument("-n", type=int, default=3000)
     args = parser.parse_args(argv)
+    for path in args.ledger:
+        problem = not_a_ledger(path)
+        if problem:
+            parser.error(f"--ledger {path}: {problem}")
     from store import migrate
 
     with tempfile.TemporaryDirectory() as tmp:

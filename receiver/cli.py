@@ -10,8 +10,13 @@
 | `replay` | the ledger's stored events, through today's parsers |
 """
 
+import contextlib
+import functools
 import json
+import logging
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import click
 from flask import Flask, current_app
@@ -20,7 +25,9 @@ from flask.cli import with_appcontext
 from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
 from submitter import NotConfigured, UsageError, submit
+from submitter.operations import required_params
 
+from . import ledger_setup
 from .background import reconcile
 from .inbound import mns, tencent_pull
 from .inbound.batch import Misconfigured, RunResult
@@ -29,15 +36,37 @@ from .ops.api import submit_budget
 
 
 def ledger():
-    """Open the app's ledger for one command; an unreachable server ends it with a message."""
-    try:
-        return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
-    except LedgerUnavailable as e:
-        raise click.ClickException(str(e)) from None
+    """Open the app's ledger for one command."""
+    return open_ledger(current_app.config["DATABASE"], current_app.config["DURABILITY"])
 
 
-@click.command("init-db")
+def explained(command: Callable) -> Callable:
+    """End a command with one line instead of a traceback when the ledger is not usable.
+
+    An unreachable server, or a ledger that is not set up (no role, no database, no
+    privilege, no init-db), is the operator's to fix: the line says what to run.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # already said as the command means it
+        except Exception as e:
+            advice = ledger_setup.explain(current_app.config["DATABASE"], e)
+            if advice is not None:
+                raise click.ClickException(advice) from None
+            if isinstance(e, LedgerUnavailable):
+                raise click.ClickException(str(e)) from None
+            raise
+
+    return run
+
+
+@click.command("init-db", short_help="Create or migrate the ledger; safe to run again.")
 @with_appcontext
+@explained
 def init_db():
     """Create or migrate the ledger; safe to run again.
 
@@ -45,15 +74,12 @@ def init_db():
     flask --app wsgi init-db
     """
     database = current_app.config["DATABASE"]
-    try:
-        applied = migrate(database)
-    except LedgerUnavailable as e:
-        raise click.ClickException(str(e)) from None
+    applied = migrate(database)
     shown = redact(database) if is_url(database) else database
     click.echo(f"ledger {shown}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
 
 
-@click.command("replay")
+@click.command("replay", short_help="Re-apply stored events or quarantined bodies.")
 @click.option("--quarantined", is_flag=True, help="Replay quarantined bodies instead of events.")
 @click.option("--provider", multiple=True, metavar="NAME", help="aliyun or tencent (repeatable).")
 @click.option(
@@ -72,6 +98,7 @@ def init_db():
 @click.option("--dry-run", is_flag=True, help="Only say how many would be replayed.")
 @click.argument("ids", nargs=-1, type=int)
 @with_appcontext
+@explained
 def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
     """Re-apply stored events, or quarantined bodies, through today's parsers.
 
@@ -116,19 +143,48 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
             )
             return
         matched = replaying.count(led, selection)
-        noun = "quarantined bodies" if quarantined else "stored events"
-        with click.progressbar(
-            length=matched, label=f"Replaying {matched} {noun}", file=stderr
-        ) as bar:
+        label = f"Replaying {matched} {replaying.item_noun(selection.target, matched)}"
+        with progress(matched, label, stderr) as (bar, above):
 
             def each(result) -> None:
+                above(lambda: _print_replayed(result))
                 bar.update(1)
-                _print_replayed(result)
 
             totals = replaying.run(led, selection, each=each)
     click.echo(totals.summary(), err=True)
     if totals.failed:
         raise click.exceptions.Exit(1)
+
+
+@contextlib.contextmanager
+def progress(length: int, label: str, stream: TextIO) -> Iterator[tuple[Any, Callable]]:
+    """Draw a progress bar on `stream`; yield it, and a way to print a line above it.
+
+    On a terminal the bar is redrawn in place, so nothing else may write on its line: the
+    app's INFO log lines (one per item) are held back while it is drawn, and an output
+    line clears the bar and draws it again below itself. Elsewhere (a file, a pipe) the
+    bar is only its label, and nothing is held back.
+    """
+    with click.progressbar(length=length, label=label, file=stream) as bar:
+        if not stream.isatty():
+            yield bar, lambda write: write()
+            return
+        logger = logging.getLogger("jobledger")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+
+        def above(write: Callable[[], None]) -> None:
+            stream.write("\r\033[K")
+            stream.flush()
+            write()
+            sys.stdout.flush()
+            stream.write(bar.format_progress_line())
+            stream.flush()
+
+        try:
+            yield bar, above
+        finally:
+            logger.setLevel(level)
 
 
 def _print_replayed(result) -> None:
@@ -154,12 +210,19 @@ def finish(run) -> None:
         result: RunResult = run()
     except Misconfigured as e:
         raise click.UsageError(str(e)) from None
-    except LedgerUnavailable as e:  # the server is unreachable: say which, no traceback
-        raise click.ClickException(str(e)) from None
     for line in result.lines:
         click.echo(json.dumps(line))
     if result.error:
         raise click.ClickException(result.error)
+
+
+class SubmitCommand(click.Command):
+    """`submit`, whose help lists every operation and the params it needs."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Operations (and the params each one needs)"):
+            formatter.write_dl(required_params(), col_max=36)
+        super().format_epilog(ctx, formatter)
 
 
 def parse_assignments(items: tuple[str, ...]) -> dict:
@@ -180,14 +243,18 @@ def parse_assignments(items: tuple[str, ...]) -> dict:
     return params
 
 
-@click.command("submit")
+@click.command(
+    "submit", cls=SubmitCommand, short_help="Submit one job to its provider; print it as JSON."
+)
 @click.argument("operation")
 @click.argument("params", nargs=-1)
 @with_appcontext
+@explained
 def submit_command(operation: str, params: tuple[str, ...]):
     """Submit one job to its provider and print the job as JSON; exit 1 if not accepted.
 
     Values are text; `KEY:=JSON` passes a JSON value (nested params such as fileList).
+    Other params of the provider's API pass through unchanged.
 
     \b
     flask --app wsgi submit aliyun.vod.SubmitPreprocessJobs VideoId=5aed81b74ba84920be578cdfe004af4b
@@ -208,7 +275,7 @@ def submit_command(operation: str, params: tuple[str, ...]):
         raise click.exceptions.Exit(1)
 
 
-@click.command("consume-mns")
+@click.command("consume-mns", short_help="Record MNS queue messages, then delete them.")
 @click.option(
     "--queue",
     "queues",
@@ -224,6 +291,7 @@ def submit_command(operation: str, params: tuple[str, ...]):
     help=f"Long-poll time. Default: {mns.WAIT_SECONDS}, or {mns.ONCE_WAIT_SECONDS} with --once.",
 )
 @with_appcontext
+@explained
 def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int | None):
     """Consume MNS queues: record each message, then delete it.
 
@@ -238,7 +306,7 @@ def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int |
     finish(lambda: mns.run(config, list(queues), once=once, wait_seconds=wait_seconds))
 
 
-@click.command("pull-tencent")
+@click.command("pull-tencent", short_help="Record Tencent VOD reliable events, then confirm.")
 @click.option("--once", is_flag=True, help="Stop when no event is waiting.")
 @click.option(
     "--api",
@@ -249,6 +317,7 @@ def consume_mns_command(queues: tuple[str, ...], once: bool, wait_seconds: int |
     help="auto: API 3.0, plus v2 when RECEIVER_TENCENT_VOD_V2_URL is set.",
 )
 @with_appcontext
+@explained
 def pull_tencent_command(once: bool, api: str):
     """Consume Tencent VOD reliable-callback events: record each, then confirm it.
 
@@ -263,9 +332,10 @@ def pull_tencent_command(once: bool, api: str):
     finish(lambda: tencent_pull.run(config, once=once, api=api))
 
 
-@click.command("reconcile")
+@click.command("reconcile", short_help="Poll providers, time out jobs, send alerts.")
 @click.option("--once", is_flag=True, help="Run one pass and exit, instead of looping.")
 @with_appcontext
+@explained
 def reconcile_command(once: bool):
     """Poll providers for jobs without a final word, and record what they say.
 

@@ -133,12 +133,13 @@ def _endpoint(value: str) -> str | None:
 
 
 def _deadlines(value: str) -> dict[str, int]:
-    table = {}
-    for item in _list(value):
+    table, items = {}, _list(value)
+    for item in items:
         kind, sep, seconds = item.partition("=")
         number = _whole(seconds)
         if not sep or not kind.strip() or number is None:
-            raise ValueError(f"expected kind=seconds pairs, got {item[:40]!r}")
+            which = f" ({item[:40]!r} is not one)" if len(items) > 1 else ""
+            raise ValueError(f"expected kind=seconds pairs, seconds a whole number{which}")
         table[kind.strip()] = number
     table.setdefault("default", DEFAULT_DEADLINES["default"])
     return table
@@ -169,8 +170,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TENCENT_VOD_V2_URL": (_url, "https://vod.api.qcloud.com/v2/index.php"),
     "ALERT_WEBHOOK_URLS": (_url_list, []),
     "ALERT_SNS_TOPIC_ARN": (_text, None),
-    # Not in the contract's table: where alert links point, and how long alerts are held to
-    # be sent together (a burst becomes one summary instead of a storm).
+    # Where alert links point, and how long alerts are held to be sent together (a burst
+    # becomes one summary instead of a storm).
     "PUBLIC_URL": (_url, "http://localhost:8000"),
     "ALERT_GROUP_SECONDS": (_seconds, 60),
     "DURABILITY": (_durability, "normal"),
@@ -247,6 +248,17 @@ def _shown(name: str, parse: Callable[[str], Any], raw: str) -> str:
             pass
         return "(hidden: not shown, as a URL may carry credentials)"
     return repr(raw[:80])
+
+
+def load(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Return every setting: the defaults, then the `RECEIVER_*` variables, checked together.
+
+    :raises ConfigError: naming the variable to set or fix
+    """
+    config = defaults()
+    config.update(from_environ(environ))
+    validate(config)
+    return config
 
 
 def validate(config: dict[str, Any]) -> None:

@@ -29,15 +29,25 @@ class Dashboard(Part):
     """The dashboard's and /metrics' reads (the ledger's `dashboard` part)."""
 
     def feeds(self, since: datetime) -> list[dict]:
-        """Return, per feed that was ever heard from, its last notice and its count since."""
+        """Return, per feed that was ever heard from, its last notice and its count since.
+
+        A replay (of a stored event, or of a quarantined body) is the ledger's own doing,
+        not a delivery: it is left out, so that it never makes a silent feed look alive.
+        """
         out = []
         for source, provider, service in FEEDS:
-            where = "source = ? AND provider = ? AND service = ?"
-            last = self.conn.execute(
-                f"SELECT MAX(received_at) FROM events WHERE {where}", (source, provider, service)
-            ).fetchone()[0]
-            if last is None:
+            where = (
+                "source = ? AND provider = ? AND service = ? AND replay_of IS NULL AND id NOT IN"
+                " (SELECT replay_event_id FROM quarantine WHERE replay_event_id IS NOT NULL)"
+            )
+            # Newest first on events_feed: stops at the first delivery past any replays.
+            row = self.conn.execute(
+                f"SELECT received_at FROM events WHERE {where} ORDER BY received_at DESC LIMIT 1",
+                (source, provider, service),
+            ).fetchone()
+            if row is None:
                 continue
+            last = row[0]
             recent = self.conn.execute(
                 f"SELECT COUNT(*) FROM events WHERE {where} AND received_at >= ?",
                 (source, provider, service, iso(since)),

@@ -23,7 +23,7 @@ def job_from_row(row: Sequence) -> dict:
 
 
 def public_job(job: dict) -> dict:
-    """Shape a job as the job record."""
+    """Shape a job as the job record of the API (docs/http-api.md)."""
     return {
         "id": job["id"],
         "provider": job["provider"],
@@ -45,7 +45,7 @@ def public_job(job: dict) -> dict:
 
 
 def public_event(row: Sequence) -> dict:
-    """Shape an `events` row as the event record."""
+    """Shape an `events` row as the event record of the API (docs/http-api.md)."""
     event = dict(zip(_EVENT_FIELDS, row, strict=True))
     event["verified"] = bool(event["verified"])
     return event

@@ -1,4 +1,4 @@
-"""The seven operations of the contract: what each one calls, needs, and answers.
+"""The seven operations jobledger submits: what each one calls, needs, and answers.
 
 Params are validated here, before anything is recorded or sent: a missing `VideoId` is a
 UsageError, never a provider call. Other params pass through unchanged.
@@ -57,7 +57,7 @@ class UnknownOperation(UsageError):
 
 @dataclass(frozen=True)
 class Operation:
-    """One row of the contract's operations table."""
+    """One operation (docs/http-api.md, "Submitting"): its API, kind and required params."""
 
     name: str
     client: str  # key of CLIENTS
@@ -238,6 +238,21 @@ OPERATIONS: dict[str, Operation] = {
         ),
     )
 }
+
+
+def required_params() -> list[tuple[str, str]]:
+    """Name each operation and the params it needs, as `submit --help` lists them."""
+    rows = []
+    for op in OPERATIONS.values():
+        needed = [k for k in op.required if k not in op.defaults]
+        text = ", ".join(needed)
+        if op.client == "tencent.v2":
+            inputs = "; ".join(f"{t}: {', '.join(f)}" for t, f in INPUT_TYPES.items())
+            text += f", and the inputType's fields ({inputs})"
+        for key, value in op.defaults.items():
+            text += f" ({key} defaults to {value})"
+        rows.append((op.name, text))
+    return rows
 
 
 def get_operation(name: str) -> Operation:

@@ -127,6 +127,13 @@ class Cluster:
             detail = log.read_text() if log.exists() else ""
             raise RuntimeError(f"{program} failed: {done.stderr}{done.stdout}{detail}")
 
+    def require_passwords(self) -> None:
+        """Let every role but `postgres` in with its password only, as a real server does."""
+        (self.data / "pg_hba.conf").write_text(
+            "local all postgres trust\nlocal all all scram-sha-256\n"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres@/{dbname}?host={self.socket}"
 

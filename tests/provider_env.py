@@ -1,6 +1,6 @@
 """Local provider fakes for submit/reconcile tests, and the settings that aim the SDKs at them.
 
-The real SDKs talk to the fakes through the contract's endpoint settings; nothing of ours is
+The real SDKs talk to the fakes through the endpoint settings; nothing of ours is
 mocked. Also here: a gate that holds a provider's answer (to let a callback win the race),
 a server that never answers, and a launcher for CLI subprocesses.
 """

@@ -60,7 +60,7 @@ def get(client, path, **params):
     return response.get_json()
 
 
-def test_newest_first_with_every_contract_field(client, jobs):
+def test_newest_first_with_every_documented_field(client, jobs):
     listed = get(client, "/api/jobs")["jobs"]
     assert len(listed) == 8
     assert [j["id"] for j in listed] == sorted((j["id"] for j in listed), reverse=True)

@@ -105,7 +105,7 @@ def test_rejected_deliveries_are_counted_by_reason_and_store_nothing(console, le
         )
     }
     assert found == {
-        ("bad signature", "aliyun_vod"): 3,
+        ("bad signatures", "aliyun_vod"): 3,
         ("stale timestamp", "aliyun_vod"): 1,
         ("bad token", "tencent_vod"): 1,
         ("not configured", "tencent_vod"): 1,
@@ -128,7 +128,7 @@ def test_notices_tied_to_no_job_are_shown_escaped(console):
     response = console.post(TENCENT, data=tencent_signed(doc))
     assert response.status_code == 200 and response.get_json()["job_id"] is None
     page = console.get("/").get_data(as_text=True)
-    assert '<span class="num">1</span> notices tied to no job (1 in the last hour)' in page
+    assert '<span class="num">1</span> notice tied to no job (1 in the last hour)' in page
     assert 'id="unmatched"' in page and "<script>" not in page
     assert esc("FileDeleteComplete" + XSS) in page  # in the text and the title
 

@@ -88,6 +88,36 @@ def test_callbacks_pass_through_nginx_and_oversized_bodies_get_the_json_413(prox
     assert json.loads(body) == {"ok": False, "error": "body over 1048576 bytes", "status": 413}
 
 
+NOT_ANSWERING = {
+    "ok": False,
+    "error": "the service is not answering; try again later",
+    "status": 502,
+}
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_with_gunicorn_down_nginx_answers_the_apps_json_error_shape(service, nginx, tmp_path, how):
+    sock = tmp_path / "web.sock"
+    _, gunicorn, _ = service(f"unix:{sock}", workers=1, RECEIVER_HOOK_TOKEN=HOOK_TOKEN)
+    base, _ = nginx(str(sock))
+    assert request(base, "GET", "/healthz")[0] == 200
+    if how == "stopped":  # SIGTERM: gunicorn removes its socket
+        gunicorn.terminate()
+    else:  # SIGKILL of every process: the socket file stays, nobody listens on it
+        for pid in [gunicorn.pid, *children(gunicorn.pid)]:
+            os.kill(pid, signal.SIGKILL)
+    gunicorn.wait(timeout=40)
+    assert sock.exists() == (how == "killed")
+    for method, path, body, headers in (
+        ("POST", VOD, notice("while-down"), vod_headers()),
+        ("POST", f"/hooks/tencent/vod?token={HOOK_TOKEN}", TENCENT_NOTICE, {}),
+        ("GET", "/api/jobs", None, {"Authorization": f"Bearer {OPS_TOKEN}"}),
+        ("GET", "/", None, {}),
+    ):
+        status, answer = request(base, method, path, body, headers)
+        assert status == 502 and json.loads(answer) == NOT_ANSWERING, answer
+
+
 def test_behind_nginx_the_ops_surface_needs_the_token_even_from_loopback(service, nginx, tmp_path):
     # Without RECEIVER_OPS_TOKEN the app trusts loopback clients. nginx talks to gunicorn over
     # a Unix socket, so a proxied client is never mistaken for a local one.

@@ -1,4 +1,4 @@
-"""POST /hooks/*: the contract's status table, and what each answer left in the ledger."""
+"""POST /hooks/*: the documented status table, and what each answer left in the ledger."""
 
 import json
 import time

@@ -287,7 +287,7 @@ def test_hover_titles_and_bodies_are_escaped(client, hostile):
     assert "&#34;EventType&#34;: &#34;&lt;script&gt;alert(\\&#34;q\\&#34;)" in detail
     binary = client.get(f"/quarantine/{hostile['binary']}").get_data(as_text=True)
     assert "not UTF-8" in binary and "\\xff&lt;script&gt;\\x80" in binary
-    assert "<dt>user_agent</dt><dd><code>&lt;script&gt;" in binary
+    assert "<dt>user agent</dt><dd><code>&lt;script&gt;" in binary
 
 
 def test_a_lone_surrogate_escape_is_shown_as_received(client):

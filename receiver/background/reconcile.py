@@ -227,6 +227,44 @@ def summary(config: Mapping[str, Any], ledger: Ledger, stats: dict) -> dict:
     }
 
 
+def _span(seconds: int) -> str:
+    if not seconds:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def plan(config: Mapping[str, Any]) -> dict:
+    """Say what a looping reconcile will do, from the settings (no URL, no secret)."""
+    kinds = Counter(kind for kind, _ in alerting.sinks(config))
+    deadlines = dict(config["DEADLINES"])
+    default = deadlines.pop("default", 0)
+    others = ", ".join(
+        f"{kind} {_span(s)}" for kind, s in sorted(deadlines.items()) if s != default
+    )
+    sinks = " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in kinds.items())
+    retention = config.get("RETENTION_DAYS")
+    words = [
+        f"polls due jobs every {PASS_INTERVAL_S:g} s (at most {MAX_POLLS_PER_PASS} a pass)",
+        f"times out a job without a final word after {_span(default)}"
+        + (f" ({others})" if others else ""),
+        f"sends alerts to {sinks}, grouped over {config['ALERT_GROUP_SECONDS']} s"
+        if kinds
+        else "sends no alerts: no sink is set (RECEIVER_ALERT_WEBHOOK_URLS,"
+        " RECEIVER_ALERT_SNS_TOPIC_ARN)",
+        f"prunes raw payloads older than {retention} days" if retention else "keeps every payload",
+    ]
+    return {
+        "plan": "; ".join(words),
+        "every_s": PASS_INTERVAL_S,
+        "alert_sinks": dict(kinds),
+        "deadlines_s": dict(config["DEADLINES"]),
+        "retention_days": retention,
+    }
+
+
 def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
@@ -237,6 +275,8 @@ def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
         # Calls are spaced through the ledger: the pace holds across passes, and across
         # every reconcile process sharing it.
         pacer = Pacer(shared=led.polls.take_call_slot)
+        if not once:
+            log.info("reconcile.started", extra=plan(config))
         alerting.warn_if_no_sink(config, led)
         while True:
             stats = reconcile_pass(config, led, stop=stop, pacer=pacer)

@@ -82,7 +82,7 @@ def _time_arg(name: str) -> datetime | None:
 
 
 def job_query() -> dict:
-    """Read the contract's job filters from the query string (shared with the pages)."""
+    """Read the job filters from the query string (shared with the pages)."""
     raw_limit = request.args.get("limit", "50")
     # ASCII digits only: isdigit() also takes "²", which int() refuses; and a bounded length,
     # as int() refuses more than 4300 digits
@@ -134,7 +134,7 @@ def failure_status(e: CallFailed) -> int:
 
 def submit_budget() -> float:
     """Seconds a submission may take before its outcome is reported unknown."""
-    # Internal knob (tests shorten it); not a RECEIVER_* setting of the contract.
+    # Internal knob (tests shorten it); not a RECEIVER_* setting.
     return float(current_app.config.get("SUBMIT_BUDGET_S") or INTERACTIVE_BUDGET_S)
 
 

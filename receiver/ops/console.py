@@ -28,12 +28,12 @@ SERVICE_LABELS = {
     ("aliyun", "live"): "Live",
     ("tencent", "vod"): "Tencent VOD",
 }
-REASON_LABELS = {
-    "bad_signature": "bad signature",
-    "stale_timestamp": "stale timestamp",
-    "bad_token": "bad token",
-    "unsigned": "no signature",
-    "not_configured": "not configured",
+REASON_LABELS = {  # (one, several): "1 bad signature", "3 bad signatures"
+    "bad_signature": ("bad signature", "bad signatures"),
+    "stale_timestamp": ("stale timestamp", "stale timestamps"),
+    "bad_token": ("bad token", "bad tokens"),
+    "unsigned": ("without a signature", "without a signature"),
+    "not_configured": ("not configured", "not configured"),
 }
 
 
@@ -49,7 +49,7 @@ def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
     return {
         "feeds": [dict(f, label=feed_label(f)) for f in ledger.dashboard.feeds(hour_ago)],
         "rejections": [
-            dict(r, label=REASON_LABELS.get(r["reason"], r["reason"]))
+            dict(r, label=REASON_LABELS.get(r["reason"], (r["reason"], r["reason"])))
             for r in ledger.rejections.since(hour_ago)
         ],
         "quarantined": ledger.quarantine.waiting(),

@@ -70,9 +70,27 @@ def duration(start: Any, end: Any, now: datetime) -> str:
     last = parse_stamp(end)
     if last is None:
         return f"{span((now - first).total_seconds())} so far"
-    if last < first:  # an external job: first seen here after the provider had finished it
+    # An external job first seen here already finished: its final word came with (or,
+    # by the provider's clock, before) its first, and the ledger never saw it run.
+    if last <= first:
         return "—"
     return span((last - first).total_seconds())
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """Return the noun for `n` things: `job` for one, `jobs` (or `many`) for any other."""
+    return one if n == 1 else (many if many is not None else one + "s")
+
+
+def epoch_ms_stamp(value: Any) -> str | None:
+    """Read epoch milliseconds (MNS message times) as a ledger timestamp; None otherwise."""
+    try:
+        ms = int(value)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < ms < 10**14:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def value_text(value: Any) -> str:

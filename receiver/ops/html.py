@@ -99,6 +99,7 @@ def _template_helpers():
         "duration": lambda start, end: display.duration(start, end, now),
         "error_line": display.error_line,
         "value_text": display.value_text,
+        "plural": display.plural,
     }
 
 

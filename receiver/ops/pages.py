@@ -42,7 +42,7 @@ def dashboard():
     for provider, service, kind, state, n in ledger.dashboard.metrics_snapshot()["jobs"]:
         groups.setdefault((provider, service, kind), {})[state] = n
     hours = ledger.alerts.by_hour(now)
-    peak = max([sum(h["by_state"].values()) for h in hours] + [1])
+    most = max((sum(h["by_state"].values()) for h in hours), default=0)
     health = console.health(ledger, current_app.config, now)
     for event in health["unmatched"]["newest"]:
         event["pretty"] = pretty(event["payload"], event["source"])
@@ -52,7 +52,8 @@ def dashboard():
         states=STATE_CHOICES,
         stats=ledger.jobs.stats(),
         hours=hours,
-        peak=peak,
+        most=most,
+        peak=max(most, 1),  # the chart's scale
         oldest=ledger.dashboard.oldest_unfinished(),
         alerts=ledger.alerts.recent(),
         health=health,

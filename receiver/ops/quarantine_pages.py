@@ -9,7 +9,6 @@ only after a confirming POST, at most CHUNK items per click, each in its own tra
 
 import json
 import logging
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -19,7 +18,7 @@ from store import BadQuery
 from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 
 from ..db import get_ledger
-from . import replay
+from . import display, replay
 from .api import ROW_ID, ops_principal, quarantine_query
 from .html import guard, pretty
 
@@ -30,19 +29,34 @@ LIST_KEYS = ("provider", "service", "source", "event_type", "ids")
 bp = guard(Blueprint("quarantine", __name__))
 
 
-def ago(stamp: str | None, now: datetime | None = None) -> str:
-    """Say how long ago an ISO 8601 time was, coarsely (the exact time goes in a title)."""
-    if not stamp:
-        return ""
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return stamp
-    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return "just now" if seconds < 5 else f"{seconds} s ago"
+# What each field a receiver keeps with a body is called on the page, and which ones are
+# times (MNS gives epoch milliseconds), shown like every other time.
+META_LABELS = {
+    "content_type": "content type",
+    "user_agent": "user agent",
+    "remote_addr": "client address",
+    "queue": "MNS queue",
+    "message_id": "message id",
+    "dequeue_count": "times received",
+    "enqueue_time": "sent to the queue",
+    "first_dequeue_time": "first received",
+    "api": "API",
+    "event_handle": "event handle",
+    "event_type": "event type",
+}
+META_TIMES = frozenset({"enqueue_time", "first_dequeue_time"})
+
+
+def meta_rows(meta: dict) -> list[dict]:
+    """The body's receiving details as rows: a human label, the value, or a time."""
+    rows = []
+    for key, value in meta.items():
+        if value is None:
+            continue
+        stamp = display.epoch_ms_stamp(value) if key in META_TIMES else None
+        label = META_LABELS.get(key, key.replace("_", " "))
+        rows.append({"label": label, "value": value, "stamp": stamp})
+    return rows
 
 
 def show_body(body: bytes | None, source: str) -> tuple[str, str | None]:
@@ -84,7 +98,6 @@ def quarantine_list():
         replay_url=url_for("quarantine.bulk_replay")
         + "?"
         + urlencode([("target", "quarantine")] + replay_args),
-        ago=ago,
     )
 
 
@@ -101,7 +114,7 @@ def quarantine_detail(quarantine_id: int):
         body=body,
         body_note=note,
         notice=request.args.get("notice"),
-        ago=ago,
+        meta=meta_rows(item["meta"] or {}),
     )
 
 

@@ -23,6 +23,7 @@ from store.quarantine import DISCARDED, REPLAYABLE_SOURCES, REPLAYED, WAITING
 
 from ..providers import InvalidPayload, get_provider
 from ..providers.aliyun import mns as queue
+from .display import plural
 from .replay_filter import BadSelection, Selection, parse_time, selection_from
 
 __all__ = [
@@ -71,6 +72,13 @@ class ReplayResult:
         return out
 
 
+def item_noun(target: str, n: int) -> str:
+    """Name `n` items of a target: `1 stored event`, `2 quarantined bodies`."""
+    if target == "quarantine":
+        return plural(n, "quarantined body", "quarantined bodies")
+    return plural(n, "stored event")
+
+
 @dataclass
 class Totals:
     """What a bulk replay did: counts, each item, and where to continue (or None)."""
@@ -98,7 +106,7 @@ class Totals:
 
     def summary(self) -> str:
         """One line for people: how many, and what came of them."""
-        noun = "quarantined bodies" if self.target == "quarantine" else "stored events"
+        noun = item_noun(self.target, self.matched)
         line = (
             f"replayed {self.replayed} of {self.matched} {noun}: {self.changed} changed,"
             f" {self.unchanged} unchanged, {self.failed} failed"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
-# The contract's state names a notice can report. The state machine itself lives in
+# The job states (docs/http-api.md) a notice can report. The state machine itself lives in
 # store.states; providers stay free of the store so they test without a database.
 PROCESSING, SUCCEEDED, PARTIAL, FAILED = "processing", "succeeded", "partial", "failed"
 RUNNING, STOPPED = "running", "stopped"

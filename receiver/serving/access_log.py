@@ -9,6 +9,7 @@ redaction: it quotes request targets when a request fails.
 
 import json
 import logging
+import os
 import time
 import traceback
 
@@ -62,6 +63,14 @@ class AccessLogger(Logger):
         if not any(isinstance(f, _RedactFilter) for f in self.error_log.filters):
             self.error_log.addFilter(_RedactFilter())
 
+    def info(self, msg, *args, **kwargs):
+        """Log at INFO; give gunicorn's "Listening at" line the address it left blank."""
+        # With reuse_port the master holds no listener (each worker binds its own), so the
+        # list of listeners gunicorn prints is empty: name the configured address instead.
+        if msg.startswith("Listening at:") and args and not args[0]:
+            args = (listen_text(self.cfg.address), *args[1:])
+        super().info(msg, *args, **kwargs)
+
     def access(self, resp, req, environ, request_time):
         """Write one access line: who, what, the answer, and how long it took."""
         if not self.access_log_enabled:
@@ -70,6 +79,18 @@ class AccessLogger(Logger):
             self.access_log.info(access_line(resp, environ, request_time, self._clock.now()))
         except Exception:
             self.error(traceback.format_exc())
+
+
+def listen_text(addresses) -> str:
+    """Say where gunicorn listens, as gunicorn names a listener: `http://host:port`, `unix:path`."""
+    out = []
+    for address in addresses:
+        if isinstance(address, tuple):
+            host, port = address[0], address[1]
+            out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        else:
+            out.append(f"unix:{os.fsdecode(address)}")
+    return ",".join(out)
 
 
 def access_line(resp, environ: dict, request_time, ts: str) -> str:
