@@ -28,7 +28,7 @@ from submitter.operations import CLIENTS
 from submitter.status import READ_BUDGET_S, plan_poll
 
 from ..inbound.batch import RunResult, StopSignal
-from ..providers import status_answers
+from ..providers import InvalidPayload, status_answers
 from . import alerts as alerting
 
 log = logging.getLogger("jobledger.reconcile")
@@ -201,7 +201,11 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
             return "throttled", THROTTLE_PAUSE_S, False
         log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})
         return "failed", delay, True
-    event = PARSERS[poll.api](answer) if answer else None
+    try:
+        event = PARSERS[poll.api](answer) if answer else None
+    except InvalidPayload as e:  # an answer the ledger cannot store (a NUL in a field)
+        log.warning("reconcile.answer-refused", extra={"job_id": job["id"], "error": str(e)})
+        return "failed", delay, True
     if (
         event is None
         or event.state is None
