@@ -34,12 +34,13 @@ def create_app(test_config=None):
     if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
         app.json.sort_keys = False
 
-    from . import cli, db, errors, logs
+    from . import cli, db, errors, logs, params
     from .inbound import hooks
     from .ops import api, health, metrics, pages
 
     logs.configure()
     db.init_app(app)
+    params.init_app(app)  # before any view reads a parameter: one rule for every route
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

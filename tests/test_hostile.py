@@ -260,6 +260,8 @@ def test_sql_injection_in_every_filter_is_just_a_value(client, ledger, recorded,
     response = client.get("/api/jobs?" + urllib.parse.urlencode({param: value}), headers=AUTH)
     if param in ("state", "provider", "service", "since", "until", "cursor", "limit"):
         assert_error_shape(response, 400)  # not a known value, a time, our cursor, a number
+    elif "\x00" in value:  # matches nothing on SQLite, cannot even be sent to PostgreSQL
+        assert assert_error_shape(response, 400)["parameter"] == param
     else:
         assert response.status_code == 200, response.get_json()
         assert response.get_json()["jobs"] == []  # matched nothing: the value was data
@@ -276,7 +278,8 @@ def test_sql_injection_in_the_job_id_is_404(client, ledger, recorded, value):
 
 
 def test_injection_in_repeated_filters_and_combinations(client, ledger, recorded):
-    query = [("kind", v) for v in INJECTIONS] + [("state", "failed"), ("q", INJECTIONS[1])]
+    clean = [v for v in INJECTIONS if "\x00" not in v]
+    query = [("kind", v) for v in clean] + [("state", "failed"), ("q", INJECTIONS[1])]
     response = client.get("/api/jobs?" + urllib.parse.urlencode(query), headers=AUTH)
     assert response.status_code == 200 and response.get_json()["jobs"] == []
     query = [("state", "failed"), ("state", INJECTIONS[0])]  # one unknown among known ones

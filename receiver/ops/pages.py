@@ -29,12 +29,13 @@ from werkzeug.exceptions import (
 from store import JobNotFound, states
 from store.reads import FILTERS, BadQuery
 
+from .. import params
 from ..auth import require_ops
 from ..db import get_ledger
 from ..providers import InvalidPayload
 from ..providers.aliyun import mns as queue
 from . import console, display
-from .api import KNOWN_VALUES, job_query
+from .api import KNOWN_VALUES, ROW_ID, job_query
 
 bp = Blueprint("pages", __name__)
 bp.record_once(lambda state: console.warn_if_no_sink(state.app.config))
@@ -110,8 +111,8 @@ def _template_helpers():
 
 
 def _refresh() -> int | None:
-    raw = request.args.get("refresh", "")
-    return max(5, min(int(raw), 3600)) if raw.isdigit() and int(raw) else None
+    # A display preference, read on error pages too: a bad value is ignored, not refused.
+    return params.bounded(request.args.get("refresh"), 5, 3600)
 
 
 def pretty(payload, source: str) -> str:
@@ -217,7 +218,7 @@ def job_detail(job_id: str):
     )
 
 
-@bp.post("/jobs/<job_id>/events/<int:event_id>/replay")
+@bp.post(f"/jobs/<job_id>/events/<{ROW_ID}:event_id>/replay")
 def replay_event(job_id: str, event_id: int):
     """Re-apply one stored notice through today's parser (never undoes a final state)."""
     from .replay import replay_event as replay_one

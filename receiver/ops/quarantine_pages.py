@@ -165,7 +165,9 @@ def bulk_replay():
         try:
             selection = replay.selection_from(_selection_doc(request.args))
             matched = replay.count(get_ledger(), selection)
-        except (replay.BadSelection, BadQuery) as e:
+        except replay.BadSelection as e:
+            error = e.description
+        except BadQuery as e:
             error = str(e)
     return render_template(
         "quarantine/replay.html",
@@ -183,10 +185,10 @@ def bulk_replay():
 @bp.post("/replay")
 def bulk_replay_run():
     """Replay what the confirmed filter selects (up to CHUNK items), then show the totals."""
+    selection = replay.selection_from(_selection_doc(request.form))
     try:
-        selection = replay.selection_from(_selection_doc(request.form))
         totals = replay.run(get_ledger(), selection, limit=CHUNK)
-    except (replay.BadSelection, BadQuery) as e:
+    except BadQuery as e:
         raise BadRequest(str(e)) from None
     log.info("pages.bulk-replayed", extra={"summary": totals.summary()})
     return render_template(
