@@ -34,7 +34,7 @@ from ..auth import require_ops
 from ..db import get_ledger
 from ..providers import InvalidPayload
 from ..providers.aliyun import mns as queue
-from . import console, display
+from . import console, display, notices
 from .api import KNOWN_VALUES, ROW_ID, job_query
 
 bp = Blueprint("pages", __name__)
@@ -214,7 +214,7 @@ def job_detail(job_id: str):
         alerts=ledger.alerts_for_job(job_id),
         resubmissions=ledger.resubmissions(job_id),
         actions=console.job_actions(get_ledger(), current_app.config, job),
-        notice=request.args.get("notice"),
+        notice=notices.job_notice(request.args.get("notice")),
     )
 
 
@@ -248,7 +248,8 @@ def repoll(job_id: str):
             raise NotFound(f"no job {job_id}")
         reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
         raise ServiceUnavailable(f"cannot poll: {reason or 'credentials are not configured'}")
-    return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)
+    notice = notices.poll_notice(outcome)
+    return redirect(url_for("pages.job_detail", job_id=job_id, notice=notice), 303)
 
 
 @bp.post("/jobs/<job_id>/resubmit")

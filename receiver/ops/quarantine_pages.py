@@ -19,7 +19,7 @@ from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 from store.reads import BadQuery
 
 from ..db import get_ledger
-from . import replay
+from . import notices, replay
 from .api import ROW_ID, ops_principal, quarantine_query
 from .pages import bp, pretty
 
@@ -84,6 +84,11 @@ def quarantine_list():
     )
 
 
+def _state_after(event_id: int) -> str | None:
+    event = get_ledger().get_event(event_id)
+    return event["state_after"] if event else None
+
+
 @bp.get(f"/quarantine/<{ROW_ID}:quarantine_id>")
 def quarantine_detail(quarantine_id: int):
     """One quarantined body: why, from where, its bytes, and what to do with it."""
@@ -96,7 +101,7 @@ def quarantine_detail(quarantine_id: int):
         item=item,
         body=body,
         body_note=note,
-        notice=request.args.get("notice"),
+        notice=notices.quarantine_notice(request.args.get("notice"), item, _state_after),
         ago=ago,
     )
 
@@ -109,13 +114,7 @@ def quarantine_replay(quarantine_id: int):
         raise NotFound(f"no quarantined body {quarantine_id}")
     if result.problem == "discarded":
         raise Conflict(f"quarantined body {quarantine_id} was {result.error}")
-    if not result.ok:
-        notice = f"still waiting: {result.error}"
-    else:
-        effect = "changed the job" if result.changed else "changed nothing"
-        if result.duplicate:
-            effect = "a duplicate of a notice already recorded: changed nothing"
-        notice = f"replayed as event {result.event_id} ({result.state or 'no state'}): {effect}"
+    notice = notices.replay_notice(result.ok, result.changed, result.duplicate)
     log.info("pages.quarantine-replayed", extra={"quarantine_id": quarantine_id, "ok": result.ok})
     return redirect(
         url_for("pages.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
@@ -132,9 +131,8 @@ def quarantine_discard(quarantine_id: int):
     if item is None:
         raise NotFound(f"no quarantined body {quarantine_id}")
     log.info("pages.quarantine-discarded", extra={"quarantine_id": quarantine_id})
-    notice = f"discarded by {item['discarded_by']}"
     return redirect(
-        url_for("pages.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
+        url_for("pages.quarantine_detail", quarantine_id=quarantine_id, notice="discarded"), 303
     )
 
 
