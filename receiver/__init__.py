@@ -34,13 +34,14 @@ def create_app(test_config=None):
     if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
         app.json.sort_keys = False
 
-    from . import cli, db, errors, logs, params
+    from . import auth, cli, db, errors, logs, params
     from .inbound import hooks
     from .ops import api, health, metrics, pages
 
     logs.configure()
     db.init_app(app)
-    params.init_app(app)  # before any view reads a parameter: one rule for every route
+    auth.init_app(app)  # before anything reads the request: its rules hold for every route
+    params.init_app(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
