@@ -21,7 +21,6 @@ covered too.
 """
 
 import base64
-import binascii
 import hmac
 import ipaddress
 import re
@@ -70,7 +69,7 @@ def require_ops(allow_basic: bool = False) -> None:
     if allow_basic and scheme == "basic":
         try:
             _, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not Base64 (binascii.Error), not ASCII, or not UTF-8 when decoded
             password = ""
         if _token_matches(password, token):
             return

@@ -186,6 +186,15 @@ def test_nginx_access_lines_are_json_and_carry_no_secret(proxied):
         assert SECRET not in path.read_bytes(), f"the hook token reached {path.name}"
 
 
+@pytest.mark.parametrize("credentials", [b"\xff", b"\xff\xfe==", b"\xc3\xa9", b"%%%", b"=="])
+def test_basic_credentials_that_are_not_base64_text_are_a_401_behind_nginx(proxied, credentials):
+    base, _, _ = proxied
+    head = b"GET /jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    answer = raw_request(base, head + b"Authorization: Basic " + credentials + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    assert b"WWW-Authenticate: Basic" in answer
+
+
 def test_app_log_lines_are_redacted():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

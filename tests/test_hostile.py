@@ -230,6 +230,15 @@ def test_page_basic_auth_near_miss_is_refused(make_app):
         assert response.status_code == 401
 
 
+@pytest.mark.parametrize("credentials", ["\xff", "\xff\xfe==", "é", "\x00", "Zm9v\u00e9"])
+def test_basic_credentials_that_are_not_ascii_are_a_401_on_every_page(make_app, credentials):
+    client = make_app(OPS_TOKEN=OPS_TOKEN).test_client()
+    for path in ("/", "/jobs", "/quarantine", "/api/jobs", "/metrics"):
+        response = client.get(path, headers={"Authorization": f"Basic {credentials}"})
+        assert response.status_code == 401, (path, response.status_code)
+        assert "WWW-Authenticate" in response.headers
+
+
 # -- SQL injection in every filter ---------------------------------------------------------
 
 INJECTIONS = [
