@@ -39,6 +39,7 @@ def create_app(test_config=None):
     from .ops import api, health, metrics, pages
 
     logs.configure()
+    logs.remember_secrets(logs.secrets_of(app.config, config.SECRETS))
     db.init_app(app)
     auth.init_app(app)  # before anything reads the request: its rules hold for every route
     params.init_app(app)
