@@ -2,8 +2,9 @@
 
 Read from indexes and small counters only, so the dashboard stays cheap at millions of
 events. Rejected hook deliveries (401, 503) store nothing, so they are counted per minute
-in `hook_rejections` with one upsert; rows older than REJECTIONS_KEPT are pruned by the
-first rejection of each new minute, which keeps the table a few thousand rows at most.
+in `hook_rejections`, several at a time, with one upsert; rows older than REJECTIONS_KEPT
+are pruned by the first count of each new minute, which keeps the table a few thousand
+rows at most.
 """
 
 from datetime import datetime, timedelta
@@ -34,22 +35,23 @@ def _minute(moment: datetime) -> str:
 class HealthReads(LedgerBase):
     """Health-strip queries and the rejection counter (mixed into Ledger)."""
 
-    def count_rejection(self, provider: str, reason: str, now: datetime) -> None:
-        """Count one rejected hook delivery in its minute; prune old minutes now and then.
+    def count_rejection(self, provider: str, reason: str, now: datetime, n: int = 1) -> None:
+        """Count rejected hook deliveries in their minute; prune old minutes now and then.
 
         :param provider: the hook's provider name (`aliyun_vod`, `tencent_vod`)
         :param reason: one of REJECTION_REASONS
-        :param now: the time of the rejection (aware)
+        :param now: the time of the rejections (aware)
+        :param n: how many (a web process adds up its rejections and writes them at once)
         """
 
         def count() -> None:
             rows = self.conn.execute(
-                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + 1"
+                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + ?"
                 " RETURNING n",
-                (_minute(now), provider, reason),
+                (_minute(now), provider, reason, n, n),
             ).fetchall()
-            if rows and rows[0][0] == 1:  # a new row: the first of its minute for this key
+            if rows and rows[0][0] == n:  # a new row: the first of its minute for this key
                 self.conn.execute(
                     "DELETE FROM hook_rejections WHERE minute < ?",
                     (_minute(now - REJECTIONS_KEPT),),
