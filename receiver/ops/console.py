@@ -15,6 +15,7 @@ from store import Ledger, open_ledger, states
 from store.polls import POLLED_STATES
 
 from ..background.alerts import sinks
+from ..inbound import rejections
 
 log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
@@ -43,6 +44,7 @@ def feed_label(feed: dict) -> str:
 def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
     """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts."""
     hour_ago = now - timedelta(hours=1)
+    rejections.TALLY.flush_into(ledger, config)  # this process's latest, at least
     return {
         "feeds": [dict(f, label=feed_label(f)) for f in ledger.feeds(hour_ago)],
         "rejections": [
