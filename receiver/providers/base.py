@@ -57,7 +57,8 @@ class Event:
         # stored as JSON, which keeps the escape.
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
-            if value is not None and "\x00" in value:
+            nul = b"\x00" if isinstance(value, bytes) else "\x00"  # a payload as received
+            if value is not None and nul in value:
                 raise InvalidPayload(
                     f"{name} holds a NUL character (\\u0000), which the ledger cannot store"
                 )
