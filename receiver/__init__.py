@@ -34,12 +34,15 @@ def create_app(test_config=None):
     if isinstance(app.json, DefaultJSONProvider):  # Flask's default: keep keys in built order
         app.json.sort_keys = False
 
-    from . import cli, db, errors, logs
+    from . import auth, cli, db, errors, logs, params
     from .inbound import hooks
     from .ops import api, health, html, metrics, pages, quarantine_pages
 
     logs.configure()
+    logs.remember_secrets(logs.secrets_of(app.config, config.SECRETS))
     db.init_app(app)
+    auth.init_app(app)  # before anything reads the request: its rules hold for every route
+    params.init_app(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

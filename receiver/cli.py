@@ -132,9 +132,11 @@ def replay(quarantined: bool, ids: tuple[int, ...], dry_run: bool, **options):
         selection = replaying.selection_from(doc)
     except replaying.BadSelection as e:
         # The message starts with the parameter's name: say it as the option is spelled.
-        name, _, rest = str(e).partition(" ")
-        name = "IDS:" if name == "ids:" else "--" + name.replace("_", "-")
-        raise click.UsageError(f"{name} {rest}") from None
+        name = "IDS" if e.parameter == "ids" else "--" + e.parameter.replace("_", "-")
+        message = e.description or ""
+        if message.startswith(e.parameter):
+            message = name + message[len(e.parameter) :]
+        raise click.UsageError(message) from None
     stderr = sys.stderr  # read now: a test runner swaps it per invocation
     with ledger() as led:
         if dry_run:

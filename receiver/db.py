@@ -115,7 +115,11 @@ def forget_ledger(ledger: Ledger | None = None) -> None:
 
 
 def close_ledgers() -> None:
-    """Close this thread's cached connections and the process's writers (tests, exit)."""
+    """Write the rejection counts held, then close this thread's cached connections and the
+    process's writers (tests, exit)."""
+    from .inbound.rejections import TALLY
+
+    TALLY.flush_all()
     close_writers()
     pgpool.close_pools()
     for ledger in getattr(_local, "ledgers", {}).values():

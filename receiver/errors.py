@@ -1,7 +1,8 @@
 """App-level error handlers: JSON under /api, /hooks, /metrics and /healthz; HTML elsewhere.
 
 Blueprint-level 404 handlers do not see unmatched URLs, so these are registered on the app.
-Every JSON error has one shape: {"ok": false, "error": "...", "status": N}.
+Every JSON error has one shape: {"ok": false, "error": "...", "status": N}; a refused
+parameter is also named as `parameter`.
 """
 
 import logging
@@ -12,6 +13,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnava
 from store.errors import LedgerUnavailable, classify, driver_errors
 
 from .db import LedgerNotReady, forget_ledger
+from .params import BadParameter
 
 log = logging.getLogger("jobledger.errors")
 JSON_PREFIXES = ("/api", "/hooks", "/metrics", "/healthz")
@@ -44,7 +46,9 @@ def _name(status: int) -> str:
 
 
 def _http_error(e: HTTPException):
-    return error_response(e.code or 500, e.description or _name(e.code or 500), e.get_headers())
+    extra = {"parameter": e.parameter} if isinstance(e, BadParameter) else {}
+    code = e.code or 500
+    return error_response(code, e.description or _name(code), e.get_headers(), **extra)
 
 
 def _database_error(e: Exception):

@@ -1,7 +1,8 @@
 """Rejected hook deliveries (401, 503), counted per minute: they store nothing else.
 
-One upsert per rejection into `hook_rejections`; rows older than REJECTIONS_KEPT are pruned
-by the first rejection of each new minute, which keeps the table a few thousand rows at most.
+Web processes add their rejections up in memory and write the sums here every few seconds
+(receiver/inbound/rejections.py); rows older than REJECTIONS_KEPT are pruned by the first
+write of each new minute, which keeps the table a few thousand rows at most.
 """
 
 from datetime import datetime, timedelta
@@ -19,22 +20,23 @@ def _minute(moment: datetime) -> str:
 class Rejections(Part):
     """Counting rejected hook deliveries (the ledger's `rejections` part)."""
 
-    def count(self, provider: str, reason: str, now: datetime) -> None:
-        """Count one rejected hook delivery in its minute; prune old minutes now and then.
+    def count(self, provider: str, reason: str, now: datetime, n: int = 1) -> None:
+        """Count rejected hook deliveries in their minute; prune old minutes now and then.
 
         :param provider: the hook's provider name (`aliyun_vod`, `tencent_vod`)
         :param reason: one of REJECTION_REASONS
-        :param now: the time of the rejection (aware)
+        :param now: the time of the rejections (aware)
+        :param n: how many (a web process adds up its rejections and writes them at once)
         """
 
         def count() -> None:
             rows = self.conn.execute(
-                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + 1"
+                "INSERT INTO hook_rejections (minute, provider, reason, n) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (minute, provider, reason) DO UPDATE SET n = hook_rejections.n + ?"
                 " RETURNING n",
-                (_minute(now), provider, reason),
+                (_minute(now), provider, reason, n, n),
             ).fetchall()
-            if rows and rows[0][0] == 1:  # a new row: the first of its minute for this key
+            if rows and rows[0][0] == n:  # a new row: the first of its minute for this key
                 self.conn.execute(
                     "DELETE FROM hook_rejections WHERE minute < ?",
                     (_minute(now - REJECTIONS_KEPT),),

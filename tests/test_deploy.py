@@ -148,6 +148,8 @@ HOSTILE_TARGETS = [
     b"/hooks/tencent/vod?a=1&token=" + SECRET + b"&b=2",
     b"/hooks/tencent/vod?%74oken=" + SECRET,
     b"/hooks/tencent/vod?TOKEN=" + SECRET,
+    b"/hooks/tencent/vod?token%3D" + SECRET,
+    b"/hooks/tencent/vod;token=" + SECRET,
     b'/healthz?q=a"b\\c\\"d',
     b"/healthz?q=\xff\xfe\xc3(&token=" + SECRET,
     b"/healthz?q=\x01\x7f&token=" + SECRET,
@@ -214,6 +216,89 @@ def test_nginx_access_lines_are_json_and_carry_no_secret(proxied):
     assert {line["status"] for line in lines} >= {200, 400}
     for path in [gunicorn_log, *prefix.glob("*.log")]:
         assert SECRET not in path.read_bytes(), f"the hook token reached {path.name}"
+
+
+def percent(text: str, twice: bool = False) -> str:
+    """Every byte of `text` percent-encoded (lower-case hex), once or twice."""
+    once = "".join(f"%{b:02x}" for b in text.encode())
+    return once.replace("%", "%25") if twice else once
+
+
+# Where a sender (or a typo in its configuration) may put the hook token, and where no
+# parameter name gives it away: only its value can.
+LEAKING_TARGETS = [
+    f"{TENCENT}?token%3D{HOOK_TOKEN}",
+    f"{TENCENT};token={HOOK_TOKEN}",
+    f"{TENCENT}?t={percent(HOOK_TOKEN)}",
+    f"{TENCENT}?t={percent(HOOK_TOKEN, twice=True)}",
+    f"{TENCENT}/{HOOK_TOKEN}",
+    f"/api/jobs?q={HOOK_TOKEN}",
+    f"/{HOOK_TOKEN}",
+]
+
+
+def leaked_forms(secret: str) -> list[bytes]:
+    forms = [secret, percent(secret), percent(secret).upper(), percent(secret, twice=True)]
+    return [f.encode() for f in forms]
+
+
+def test_a_secret_anywhere_in_a_request_reaches_no_log(service, tmp_path):
+    access = tmp_path / "access.log"
+    target, proc, log = service(
+        workers=1, RECEIVER_HOOK_TOKEN=HOOK_TOKEN, GUNICORN_ACCESSLOG=str(access)
+    )
+    for path in LEAKING_TARGETS:
+        status, _ = request(target, "POST", path, TENCENT_NOTICE, {"User-Agent": HOOK_TOKEN})
+        assert 400 <= status < 500, (path, status)
+    # the ops token, given where it does not belong, and a request line gunicorn refuses
+    request(target, "GET", f"/api/jobs?q={OPS_TOKEN}", headers={"Referer": OPS_TOKEN})
+    raw_request(target, f"GET /x;token={HOOK_TOKEN}\x01 HTTP/1.1\r\n\r\n".encode())
+    assert request(target, "GET", "/healthz?last=1")[0] == 200
+    lines = wait_for(lambda: logged_last(access))
+    requests = [line["request"] for line in lines]
+    assert f"POST {TENCENT}?token%3D[redacted] HTTP/1.1" in requests
+    assert f"POST {TENCENT};token=[redacted] HTTP/1.1" in requests
+    assert f"POST {TENCENT}/[redacted] HTTP/1.1" in requests
+    assert sum(line["agent"] == "[redacted]" for line in lines) == len(LEAKING_TARGETS)
+    proc.terminate()
+    proc.wait(timeout=30)
+    for path in (access, log):
+        text = path.read_bytes()
+        for form in leaked_forms(HOOK_TOKEN) + leaked_forms(OPS_TOKEN)[:1]:
+            assert form not in text, f"{form!r} reached {path.name}"
+
+
+def test_app_log_lines_never_show_a_configured_secret(make_app):
+    make_app(HOOK_TOKEN="S3cret-hook/token", TENCENT_VOD_SIGN_KEY='sign key "7"')
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JSONFormatter())
+    log = logging.getLogger("jobledger.test-deploy-values")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning(
+            "ledger.unavailable", extra={"path": "/hooks/tencent/vod;token=S3cret-hook/token"}
+        )
+        log.warning("hooks.seen %s", "/hooks/tencent/vod?token%3DS3cret-hook%2Ftoken")
+        log.warning("odd", extra={"key": 'sign key "7"', "also": "sign+key+%22%37%22"})
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "S3cret" not in text and "sign key" not in text and "%37" not in text, text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["path"] == "/hooks/tencent/vod;token=[redacted]"
+    assert lines[1]["event"] == "hooks.seen /hooks/tencent/vod?token%3D[redacted]"
+    assert lines[2]["key"] == lines[2]["also"] == "[redacted]"
+
+
+@pytest.mark.parametrize("credentials", [b"\xff", b"\xff\xfe==", b"\xc3\xa9", b"%%%", b"=="])
+def test_basic_credentials_that_are_not_base64_text_are_a_401_behind_nginx(proxied, credentials):
+    base, _, _ = proxied
+    head = b"GET /jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    answer = raw_request(base, head + b"Authorization: Basic " + credentials + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    assert b"WWW-Authenticate: Basic" in answer
 
 
 def test_app_log_lines_are_redacted():

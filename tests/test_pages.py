@@ -177,3 +177,14 @@ def test_pages_take_basic_or_bearer(make_app):
     response = client.get("/", headers={"Authorization": f"Basic {wrong}"})
     assert response.status_code == 401 and response.mimetype == "text/html"
     assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    "text", ["poll: changed. Also: your token expired, call +1 555 0100", "<b>hi</b>", "poll"]
+)
+def test_the_job_page_shows_only_notices_of_its_fixed_set(client, text):
+    job_id = post_vod(client, fixture_json("aliyun_vod-TranscodeComplete.json"))["job_id"]
+    html = client.get(f"/jobs/{job_id}", query_string={"notice": text}).get_data(as_text=True)
+    assert 'id="notice"' not in html and "555 0100" not in html and "&lt;b&gt;" not in html
+    html = client.get(f"/jobs/{job_id}?notice=poll-unchanged").get_data(as_text=True)
+    assert '<p class="notice" id="notice" role="status">poll: unchanged</p>' in html

@@ -363,3 +363,24 @@ def test_the_openapi_document_covers_every_json_route(app, client):
     assert {"/api/quarantine", "/api/replay", "/metrics", "/hooks/tencent/vod"} <= set(
         spec["paths"]
     )
+
+
+CHOSEN_TEXT = ["Your session expired: call +1 555 0100", "replayed as event 7: changed the job"]
+
+
+@pytest.mark.parametrize("text", CHOSEN_TEXT)
+def test_a_notice_in_the_url_is_a_name_from_a_fixed_set_not_text(client, ledger, text):
+    qid = poison(client)
+    for notice in [text, "replayed", "discarded", "duplicate"]:  # none fits a waiting body
+        html = client.get(f"/quarantine/{qid}", query_string={"notice": notice}).get_data(
+            as_text=True
+        )
+        assert 'id="notice"' not in html and text not in html
+    html = client.get(f"/quarantine/{qid}?notice=waiting").get_data(as_text=True)
+    assert "still waiting: does not parse" in html
+    token = csrf_of(client, f"/quarantine/{qid}")
+    done = client.post(f"/quarantine/{qid}/discard", data={"csrf": token})
+    assert done.headers["Location"].endswith("?notice=discarded")
+    assert "discarded by loopback" in client.get(done.headers["Location"]).get_data(as_text=True)
+    html = client.get(f"/quarantine/{qid}", query_string={"notice": text}).get_data(as_text=True)
+    assert 'id="notice"' not in html and text not in html

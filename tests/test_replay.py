@@ -225,6 +225,8 @@ def test_cli_filters_events_and_dry_run(runner, client):
         (["replay", "--since", "soon", "--all"], "since is not an ISO 8601 time"),
         (["replay", "--provider", "amazon"], "provider must be one of"),
         (["replay", "--provider", "aliyun", "5"], "not both"),
+        (["replay", "18446744073709551616"], "IDS must be a whole number between 1 and"),
+        (["replay", "--quarantined", "0"], "IDS must be a whole number between 1 and"),
     ],
 )
 def test_cli_usage_errors_name_the_option(runner, args, named):

@@ -29,6 +29,7 @@ from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
 
 from ..inbound.batch import RunResult, StopSignal
+from ..providers import InvalidPayload
 from . import alerts as alerting
 from .status_apis import READ_BUDGET_S, plan_poll
 
@@ -188,7 +189,11 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
             return "throttled", THROTTLE_PAUSE_S, False
         log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})
         return "failed", delay, True
-    event = poll.read(answer) if answer else None
+    try:
+        event = poll.read(answer) if answer else None
+    except InvalidPayload as e:  # an answer the ledger cannot store (a NUL in a field)
+        log.warning("reconcile.answer-refused", extra={"job_id": job["id"], "error": str(e)})
+        return "failed", delay, True
     if (
         event is None
         or event.state is None

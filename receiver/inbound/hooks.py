@@ -20,9 +20,10 @@ from werkzeug.exceptions import (
     Unauthorized,
 )
 
-from ..db import get_ledger, get_writer
+from ..db import get_writer
 from ..ops.metrics import APPLY_SECONDS, HOOK_REQUESTS
 from ..providers import HTTP_PROVIDERS, InvalidPayload, InvalidSignature, Provider, get_provider
+from . import rejections
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 log = logging.getLogger("jobledger.hooks")
@@ -84,12 +85,10 @@ def authenticate(provider: Provider, body: bytes) -> Auth:
 
 
 def _count_rejection(name: str, e: Rejected | ServiceUnavailable) -> None:
-    """Count a rejected delivery for the dashboard; never let counting change the answer."""
+    """Count a rejected delivery for the dashboard, in memory (written every few seconds,
+    receiver/inbound/rejections.py): a flood of 401s never queues on the ledger."""
     reason = e.reason if isinstance(e, Rejected) else "not_configured"
-    try:
-        get_ledger().rejections.count(name, reason, datetime.now(UTC))
-    except Exception:  # a ledger that is down still answers 401/503, not 500
-        log.warning(f"hooks.{name}.rejection-not-counted", exc_info=True)
+    rejections.TALLY.add(current_app.config, name, reason, datetime.now(UTC))
 
 
 @bp.post("/<vendor>/<service>")

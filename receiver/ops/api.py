@@ -19,19 +19,18 @@ route" or "your ops token may not do this". The provider's HTTP status is in the
 import base64
 import logging
 import math
-import re
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from store import BadQuery, states
-from store.jobs import FILTERS
-from store.quarantine import QuarantineConflict
+from store.jobs import FILTERS, MAX_LIMIT
+from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 from submitter import NotConfigured, UsageError, submit
 from submitter.calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR, CallFailed
 
+from .. import params
 from ..auth import require_ops
 from ..db import get_ledger
 from ..errors import error_response
@@ -39,7 +38,6 @@ from . import replay
 from .openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-_WHOLE = re.compile(r"[0-9]{1,9}")
 log = logging.getLogger("jobledger.api")
 # Filters with a closed vocabulary; `kind` stays open (providers add kinds).
 KNOWN_VALUES = {
@@ -70,38 +68,26 @@ def _ops_only():
     require_ops()
 
 
-def _time_arg(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} is not an ISO 8601 time: {raw[:40]!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def job_query() -> dict:
     """Read the job filters from the query string (shared with the pages)."""
-    raw_limit = request.args.get("limit", "50")
-    # ASCII digits only: isdigit() also takes "²", which int() refuses; and a bounded length,
-    # as int() refuses more than 4300 digits
-    if not _WHOLE.fullmatch(raw_limit):
-        raise BadRequest("limit must be a whole number")
-    for name, known in KNOWN_VALUES.items():
-        unknown = [v for v in request.args.getlist(name) if v and v not in known]
-        if unknown:
-            raise BadRequest(
-                f"unknown {name} {unknown[0][:40]!r}; valid values: {', '.join(known)}"
-            )
+    args = request.args
     return {
-        "filters": {f: request.args.getlist(f) for f in FILTERS if request.args.getlist(f)},
-        "q": (request.args.get("q") or "").strip() or None,
-        "since": _time_arg("since"),
-        "until": _time_arg("until"),
-        "limit": int(raw_limit),
-        "cursor": request.args.get("cursor") or None,
+        "filters": {
+            f: values
+            for f in FILTERS
+            if (values := list(params.choices(f, args.getlist(f), KNOWN_VALUES.get(f))))
+        },
+        "q": params.text("q", args.get("q")),
+        "since": params.moment("since", args.get("since")),
+        "until": params.moment("until", args.get("until")),
+        "limit": _limit(args),
+        "cursor": params.ledger_id("cursor", args.get("cursor")),
     }
+
+
+def _limit(args) -> int:
+    limit = params.whole("limit", args.get("limit"), minimum=1, maximum=MAX_LIMIT)
+    return 50 if limit is None else limit
 
 
 @bp.get("/jobs")
@@ -141,8 +127,8 @@ def submit_budget() -> float:
 @bp.post("/jobs")
 def create_job():
     """Submit a job: {"operation": NAME, "params": {...}}; answer with the recorded job."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("operation"), str):
+    body = params.json_object("body", request.get_data())
+    if not isinstance(body.get("operation"), str):
         return error_response(400, 'expected a JSON object {"operation": NAME, "params": {...}}')
     try:
         result = submit(
@@ -182,6 +168,7 @@ def openapi():
 # -- quarantine and replay ----------------------------------------------------------------
 
 ROW_ID = "int(max=9223372036854775807)"  # larger ids cannot be in the ledger: 404, not 500
+MAX_QUARANTINE_CURSOR = 10**18 - 1  # what store.quarantine reads back as a cursor
 
 
 def ops_principal() -> str:
@@ -196,17 +183,23 @@ def ops_principal() -> str:
 
 def quarantine_query() -> dict:
     """Read the quarantine filters from the query string (shared with the pages)."""
-    raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit():
-        raise BadRequest("limit must be a whole number")
-    names = ("provider", "service", "source", "status")
+    args = request.args
     return {
-        "filters": {n: request.args.getlist(n) for n in names if request.args.getlist(n)},
-        "since": _time_arg("since"),
-        "until": _time_arg("until"),
-        "limit": int(raw_limit),
-        "cursor": request.args.get("cursor") or None,
+        "filters": {
+            name: values
+            for name, allowed in QUARANTINE_FILTERS.items()
+            if (values := list(params.choices(name, args.getlist(name), allowed)))
+        },
+        "since": params.moment("since", args.get("since")),
+        "until": params.moment("until", args.get("until")),
+        "limit": _limit(args),
+        "cursor": _quarantine_cursor(args.get("cursor")),
     }
+
+
+def _quarantine_cursor(raw) -> str | None:
+    cursor = params.whole("cursor", raw, minimum=1, maximum=MAX_QUARANTINE_CURSOR)
+    return None if cursor is None else str(cursor)
 
 
 def public_item(item: dict) -> dict:
@@ -285,23 +278,14 @@ def bulk_replay():
     Body: {"target": "quarantine" | "events", "provider", "service", "source",
     "event_type", "since", "until", "ids", "all", "after", "through", "limit", "dry_run"}.
     """
-    doc = request.get_json(silent=True)
-    if doc is None and not request.get_data():
-        doc = {}
-    if not isinstance(doc, dict):
-        return error_response(400, "expected a JSON object (the replay filter)")
-    raw_limit = doc.get("limit", replay.MAX_API_LIMIT)
-    if isinstance(raw_limit, bool) or not isinstance(raw_limit, int):
-        return error_response(400, "limit must be a whole number")
-    if not 1 <= raw_limit <= replay.MAX_API_LIMIT:
-        return error_response(400, f"limit must be between 1 and {replay.MAX_API_LIMIT}")
-    try:
-        selection = replay.selection_from(doc)
-    except replay.BadSelection as e:
-        return error_response(400, str(e))
+    doc = params.json_object("body", request.get_data())
+    if isinstance(doc.get("limit"), str):  # JSON has numbers for numbers
+        raise params.BadParameter("limit", "limit must be a JSON number")
+    limit = params.whole("limit", doc.get("limit"), minimum=1, maximum=replay.MAX_API_LIMIT)
+    selection = replay.selection_from(doc)
     ledger = get_ledger()
     if doc.get("dry_run") is True:
         return jsonify(ok=True, dry_run=True, matched=replay.count(ledger, selection))
-    totals = replay.run(ledger, selection, limit=raw_limit)
+    totals = replay.run(ledger, selection, limit=limit or replay.MAX_API_LIMIT)
     log.info("api.replay", extra={"summary": totals.summary()})
     return jsonify(ok=True, dry_run=False, **asdict(totals))

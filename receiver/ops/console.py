@@ -18,6 +18,7 @@ from submitter.operations import OPERATIONS, missing_settings
 from ..background import alerts
 from ..background.alerts import sinks
 from ..background.status_apis import plan_poll
+from ..inbound import rejections
 
 log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
@@ -46,6 +47,7 @@ def feed_label(feed: dict) -> str:
 def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
     """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts."""
     hour_ago = now - timedelta(hours=1)
+    rejections.TALLY.flush_into(ledger, config)  # this process's latest, at least
     return {
         "feeds": [dict(f, label=feed_label(f)) for f in ledger.dashboard.feeds(hour_ago)],
         "rejections": [

@@ -241,6 +241,7 @@ ERROR_SCHEMA = {
         "ok": {"type": "boolean", "enum": [False]},
         "error": {"type": "string"},
         "status": {"type": "integer"},
+        "parameter": {"type": "string", "description": "the parameter refused (a 400)"},
     },
 }
 SCHEMAS = {

@@ -20,8 +20,8 @@ from submitter import NotConfigured, UsageError, submit
 
 from ..background.reconcile import poll_now
 from ..db import get_ledger
-from . import console, display
-from .api import KNOWN_VALUES, job_query
+from . import console, display, notices
+from .api import KNOWN_VALUES, ROW_ID, job_query
 from .html import guard, pretty
 from .replay import replay_event as replay_one
 
@@ -119,11 +119,11 @@ def job_detail(job_id: str):
         alerts=ledger.alerts.for_job(job_id),
         resubmissions=ledger.jobs.resubmissions(job_id),
         actions=console.job_actions(get_ledger(), current_app.config, job),
-        notice=request.args.get("notice"),
+        notice=notices.job_notice(request.args.get("notice")),
     )
 
 
-@bp.post("/jobs/<job_id>/events/<int:event_id>/replay")
+@bp.post(f"/jobs/<job_id>/events/<{ROW_ID}:event_id>/replay")
 def replay_event(job_id: str, event_id: int):
     """Re-apply one stored notice through today's parser (never undoes a final state)."""
     result = replay_one(get_ledger(), event_id, job_id=job_id)
@@ -149,7 +149,8 @@ def repoll(job_id: str):
             raise NotFound(f"no job {job_id}")
         reason = console.job_actions(get_ledger(), current_app.config, job).get("repoll")
         raise ServiceUnavailable(f"cannot poll: {reason or 'credentials are not configured'}")
-    return redirect(url_for("pages.job_detail", job_id=job_id, notice=f"poll: {outcome}"), 303)
+    notice = notices.poll_notice(outcome)
+    return redirect(url_for("pages.job_detail", job_id=job_id, notice=notice), 303)
 
 
 @bp.post("/jobs/<job_id>/resubmit")

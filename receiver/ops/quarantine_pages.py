@@ -18,7 +18,7 @@ from store import BadQuery
 from store.quarantine import QUARANTINE_FILTERS, QuarantineConflict
 
 from ..db import get_ledger
-from . import display, replay
+from . import display, notices, replay
 from .api import ROW_ID, ops_principal, quarantine_query
 from .html import guard, pretty
 
@@ -101,6 +101,11 @@ def quarantine_list():
     )
 
 
+def _state_after(event_id: int) -> str | None:
+    event = get_ledger().jobs.event(event_id)
+    return event["state_after"] if event else None
+
+
 @bp.get(f"/quarantine/<{ROW_ID}:quarantine_id>")
 def quarantine_detail(quarantine_id: int):
     """One quarantined body: why, from where, its bytes, and what to do with it."""
@@ -113,7 +118,7 @@ def quarantine_detail(quarantine_id: int):
         item=item,
         body=body,
         body_note=note,
-        notice=request.args.get("notice"),
+        notice=notices.quarantine_notice(request.args.get("notice"), item, _state_after),
         meta=meta_rows(item["meta"] or {}),
     )
 
@@ -126,13 +131,7 @@ def quarantine_replay(quarantine_id: int):
         raise NotFound(f"no quarantined body {quarantine_id}")
     if result.problem == "discarded":
         raise Conflict(f"quarantined body {quarantine_id} was {result.error}")
-    if not result.ok:
-        notice = f"still waiting: {result.error}"
-    else:
-        effect = "changed the job" if result.changed else "changed nothing"
-        if result.duplicate:
-            effect = "a duplicate of a notice already recorded: changed nothing"
-        notice = f"replayed as event {result.event_id} ({result.state or 'no state'}): {effect}"
+    notice = notices.replay_notice(result.ok, result.changed, result.duplicate)
     log.info("pages.quarantine-replayed", extra={"quarantine_id": quarantine_id, "ok": result.ok})
     return redirect(
         url_for("quarantine.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
@@ -149,9 +148,9 @@ def quarantine_discard(quarantine_id: int):
     if item is None:
         raise NotFound(f"no quarantined body {quarantine_id}")
     log.info("pages.quarantine-discarded", extra={"quarantine_id": quarantine_id})
-    notice = f"discarded by {item['discarded_by']}"
     return redirect(
-        url_for("quarantine.quarantine_detail", quarantine_id=quarantine_id, notice=notice), 303
+        url_for("quarantine.quarantine_detail", quarantine_id=quarantine_id, notice="discarded"),
+        303,
     )
 
 
@@ -182,7 +181,9 @@ def bulk_replay():
         try:
             selection = replay.selection_from(_selection_doc(request.args))
             matched = replay.count(get_ledger(), selection)
-        except (replay.BadSelection, BadQuery) as e:
+        except replay.BadSelection as e:
+            error = e.description
+        except BadQuery as e:
             error = str(e)
     return render_template(
         "quarantine/replay.html",
@@ -200,10 +201,10 @@ def bulk_replay():
 @bp.post("/replay")
 def bulk_replay_run():
     """Replay what the confirmed filter selects (up to CHUNK items), then show the totals."""
+    selection = replay.selection_from(_selection_doc(request.form))
     try:
-        selection = replay.selection_from(_selection_doc(request.form))
         totals = replay.run(get_ledger(), selection, limit=CHUNK)
-    except (replay.BadSelection, BadQuery) as e:
+    except BadQuery as e:
         raise BadRequest(str(e)) from None
     log.info("pages.bulk-replayed", extra={"summary": totals.summary()})
     return render_template(

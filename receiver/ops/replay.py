@@ -24,7 +24,7 @@ from store.quarantine import DISCARDED, REPLAYABLE_SOURCES, REPLAYED, WAITING
 from ..providers import InvalidPayload, get_provider
 from ..providers.aliyun import mns as queue
 from .display import plural
-from .replay_filter import BadSelection, Selection, parse_time, selection_from
+from .replay_filter import BadSelection, Selection, selection_from
 
 __all__ = [
     "BadSelection",
@@ -33,7 +33,6 @@ __all__ = [
     "Totals",
     "count",
     "parse_stored",
-    "parse_time",
     "replay_event",
     "replay_one",
     "replay_quarantined",

@@ -1,18 +1,19 @@
 """What a bulk replay covers: a Selection, read from a JSON object, form fields or options.
 
-Every value is checked here, so a bad one is refused before anything is replayed, with a
-message that names the parameter (and the accepted values of an enumeration).
+Every value is checked here, through the parameter reader every route uses
+(`receiver.params`), so a bad one is refused before anything is replayed, with a message
+that names the parameter (and the accepted values of an enumeration).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from store.quarantine import EVENT_FILTERS, QUARANTINE_FILTERS, TARGETS
 
+from ..params import MAX_VALUES, BadParameter, choices, moment, row_id, whole
 
-class BadSelection(ValueError):
-    """A replay filter that cannot be honoured; the message names the parameter."""
+BadSelection = BadParameter  # the name callers of a replay know it by
 
 
 @dataclass(frozen=True)
@@ -45,51 +46,6 @@ class Selection:
         return out
 
 
-def _values(raw, name: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
-    if raw is None or raw == "":
-        return ()
-    values = [raw] if isinstance(raw, str) else raw
-    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
-        raise BadSelection(f"{name} must be a string or a list of strings")
-    values = tuple(v.strip() for v in values if v and v.strip())
-    for value in values:
-        if allowed is not None and value not in allowed:
-            raise BadSelection(f"{name} must be one of {', '.join(allowed)}; got {value[:40]!r}")
-    return values
-
-
-def parse_time(name: str, raw) -> datetime | None:
-    """Read an ISO 8601 time (UTC when no offset is given); raise BadSelection naming `name`."""
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        raise BadSelection(f"{name} must be an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadSelection(f"{name} is not an ISO 8601 time: {raw[:40]!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _whole(name: str, raw, minimum: int = 0) -> int | None:
-    if raw is None or raw == "":
-        return None
-    # isascii(): isdigit() alone also takes "²", which int() refuses (a 500, not a 400)
-    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-        raw = int(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
-        raise BadSelection(f"{name} must be a whole number of at least {minimum}")
-    return raw
-
-
-def _id(raw) -> int:
-    """Read one item of `ids`: an empty one is an error too, never a wildcard."""
-    ident = _whole("ids", raw, 1)
-    if ident is None:
-        raise BadSelection("ids must be a whole number of at least 1")
-    return ident
-
-
 def selection_from(doc: Mapping) -> Selection:
     """Build a Selection from a JSON object or form fields (values: text or lists of text).
 
@@ -101,37 +57,40 @@ def selection_from(doc: Mapping) -> Selection:
     """
     target = doc.get("target") or "quarantine"
     if target not in TARGETS:
-        raise BadSelection(f"target must be one of {', '.join(TARGETS)}")
+        raise BadSelection("target", f"target must be one of {', '.join(TARGETS)}")
     allowed = QUARANTINE_FILTERS if target == "quarantine" else EVENT_FILTERS
     if target == "quarantine" and doc.get("event_type"):
-        raise BadSelection("event_type filters stored events only: a quarantined body has none")
+        raise BadSelection(
+            "event_type", "event_type filters stored events only: a quarantined body has none"
+        )
     if target == "quarantine" and doc.get("status"):
-        raise BadSelection("status: a bulk replay takes waiting bodies only")
+        raise BadSelection("status", "status: a bulk replay takes waiting bodies only")
     filters = {}
     for name, valid in allowed.items():
         if name != "status":
-            values = _values(doc.get(name), name, valid)
+            values = choices(name, doc.get(name), valid)
             if values:
                 filters[name] = values
     raw_ids = doc.get("ids") or []
     if isinstance(raw_ids, (str, int)):
         raw_ids = [raw_ids]
     if not isinstance(raw_ids, list):
-        raise BadSelection("ids must be a list of whole numbers")
-    ids = tuple(_id(i) for i in raw_ids)
+        raise BadSelection("ids", "ids must be a list of whole numbers")
+    if len(raw_ids) > MAX_VALUES:
+        raise BadSelection("ids", f"ids is given more than {MAX_VALUES} times")
     selection = Selection(
         target=target,
         filters=filters,
-        since=parse_time("since", doc.get("since")),
-        until=parse_time("until", doc.get("until")),
-        ids=ids,
-        after=_whole("after", doc.get("after")) or 0,
-        through=_whole("through", doc.get("through")),
+        since=moment("since", doc.get("since")),
+        until=moment("until", doc.get("until")),
+        ids=tuple(row_id("ids", i) for i in raw_ids),
+        after=whole("after", doc.get("after")) or 0,
+        through=whole("through", doc.get("through")),
     )
     narrowed = bool(filters or selection.since or selection.until)
-    if ids and narrowed:
-        raise BadSelection("ids: give ids or filters, not both")
+    if selection.ids and narrowed:
+        raise BadSelection("ids", "ids: give ids or filters, not both")
     everything = doc.get("all") in (True, "1", "true", "on")
-    if target == "events" and not (ids or narrowed or everything):
-        raise BadSelection("all: replaying every stored event needs all=true, or a filter")
+    if target == "events" and not (selection.ids or narrowed or everything):
+        raise BadSelection("all", "all: replaying every stored event needs all=true, or a filter")
     return selection

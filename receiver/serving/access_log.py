@@ -3,7 +3,8 @@
 `gunicorn.conf.py` names it as `logger_class`. An access line is built with `json.dumps`,
 so any request target (quotes, backslashes, control characters, bytes that are not UTF-8)
 still gives one valid JSON object, and the values of secret-looking query parameters
-(`?token=`) are replaced before the line is written. gunicorn's error log gets the same
+(`?token=`) and of every configured secret (receiver/logs.py) are replaced before the
+line is written. gunicorn's error log gets the same
 redaction: it quotes request targets when a request fails.
 """
 
@@ -15,7 +16,7 @@ import traceback
 
 from gunicorn.glogging import Logger
 
-from ..logs import redact
+from ..logs import redact, remember_secrets_from_environ
 
 
 class _RedactFilter(logging.Filter):
@@ -60,6 +61,7 @@ class AccessLogger(Logger):
 
     def setup(self, cfg):
         super().setup(cfg)
+        remember_secrets_from_environ()  # the app, where it runs, adds its settings' values
         if not any(isinstance(f, _RedactFilter) for f in self.error_log.filters):
             self.error_log.addFilter(_RedactFilter())
 
@@ -103,17 +105,14 @@ def access_line(resp, environ: dict, request_time, ts: str) -> str:
     except (TypeError, ValueError):
         pass  # a status gunicorn could not parse stays as text; the line is still JSON
     target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-    if "?" in target:
-        target = redact(target)
-    return json.dumps(
-        {
-            "ts": ts,
-            "remote": environ.get("REMOTE_ADDR"),
-            "request": f"{environ.get('REQUEST_METHOD')} {target} {environ.get('SERVER_PROTOCOL')}",
-            "status": status,
-            "bytes": getattr(resp, "sent", None),
-            "ms": request_time.seconds * 1000 + request_time.microseconds // 1000,
-            "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
-            "agent": environ.get("HTTP_USER_AGENT"),
-        }
-    )
+    line = {
+        "ts": ts,
+        "remote": environ.get("REMOTE_ADDR"),
+        "request": f"{environ.get('REQUEST_METHOD')} {target} {environ.get('SERVER_PROTOCOL')}",
+        "status": status,
+        "bytes": getattr(resp, "sent", None),
+        "ms": request_time.seconds * 1000 + request_time.microseconds // 1000,
+        "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+        "agent": environ.get("HTTP_USER_AGENT"),
+    }
+    return redact(json.dumps(line))
