@@ -14,6 +14,7 @@ from .errors import LedgerError, LedgerUnavailable, classify, is_retryable_in_pl
 from .identity import LedgerConnection, refuse_if_gone
 
 BUSY_TIMEOUT_S = 5.0
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 MAX_RETRIES = 8
 T = TypeVar("T")
 
@@ -47,6 +48,9 @@ def connect(
     conn.execute("PRAGMA temp_store=MEMORY")
     # 8 MiB per connection (a worker has one per thread): bounds worker RSS (bench/).
     conn.execute("PRAGMA cache_size=-8000")
+    # When SQLite starts the write-ahead log from the top again, it cuts the file back to
+    # this size instead of keeping the longest it ever was (store/checkpoint.py).
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return conn
 
 
