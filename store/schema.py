@@ -95,7 +95,7 @@ def ledger_problem(database: str | Path) -> str | None:
       (store.identity)
     """
     if is_url(database):
-        from .pg import redact
+        from .backend import redact
 
         where = f"ledger at RECEIVER_DATABASE={redact(str(database))}"
         try:
