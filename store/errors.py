@@ -10,9 +10,10 @@ Errors are classified by the driver's error code, never by the words of its mess
 SQLite's primary result codes, and PostgreSQL's SQLSTATE classes 08 (connection), 40
 (transaction rollback: deadlock, serialization), 53 (insufficient resources) and 57
 (operator intervention: shutdown, cancel), and the codes 55P03 (a lock wait that ran past
-`lock_timeout`, PostgreSQL's counterpart of SQLITE_BUSY) and 26000 (a prepared statement
-the server no longer has: the client's connection was out of step with it, and is
-replaced).
+`lock_timeout`, PostgreSQL's counterpart of SQLITE_BUSY), 25006 (a server that takes no
+writes: a standby, `default_transaction_read_only`, a provider's read-only mode on a full
+disk) and 26000 (a prepared statement the server no longer has: the client's connection
+was out of step with it, and is replaced).
 """
 
 import sqlite3
@@ -39,6 +40,9 @@ _PG_TRANSIENT_CODES = {
     # query_canceled: a web request's statement_timeout (store/pg_options.py), or
     # pg_cancel_backend().
     "57014": "cancelled",
+    # read_only_sql_transaction: the server takes no writes now (a standby after a
+    # failover, default_transaction_read_only); like SQLite's read-only file.
+    "25006": "read-only",
     # invalid_sql_statement_name: the driver's prepared statements no longer match the
     # server's (a pipelined transaction that failed); the connection is not used again.
     "26000": "connection out of step",

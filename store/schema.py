@@ -30,6 +30,11 @@ def migrate(database: str | Path) -> list[str]:
         conn = connect_pg(str(database), wait_for_locks=True)
         try:
             return pg_schema.migrate(conn)
+        except Exception as e:  # a read-only server, one gone meanwhile: say so, no trace
+            unavailable = classify(e)
+            if unavailable is None or unavailable is e:
+                raise
+            raise unavailable from e
         finally:
             conn.close()
     Path(database).parent.mkdir(parents=True, exist_ok=True)

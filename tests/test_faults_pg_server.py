@@ -1,14 +1,16 @@
-"""A PostgreSQL server that fills its disk, stalls or restarts under the running service
-(gunicorn with the project's config, several workers, one server).
+"""A PostgreSQL server that fills its disk, stalls, takes no writes or restarts under the
+running service (gunicorn with the project's config, several workers, one server).
 
 The server is a cluster of this module's own (tests/engines.py), also listening on TCP,
-so that it can be paused (SIGSTOP of its processes) and restarted without disturbing the
-other tests. The promise checked throughout: whatever the server does,
+so that it can be paused (SIGSTOP of its processes), restarted and made read-only without
+disturbing the other tests. The promise checked throughout: whatever the server does,
 every callback is answered 200 with its notice committed, or 503, within 5 s; nothing is
 ever 500; and the service recovers by itself once the server does.
 """
 
+import contextlib
 import json
+import signal
 import threading
 import time
 from collections import Counter
@@ -16,8 +18,21 @@ from collections import Counter
 import psycopg
 import pytest
 
+from receiver.inbound.batch import Delivery, apply_batch
+from receiver.providers.aliyun import vod as aliyun_vod
+from store import LedgerUnavailable, ledger_problem, migrate, open_ledger
 from tests.engines import TEMPLATE
-from tests.helpers import fixture_json, http, vod_headers
+from tests.fakes.mns import FakeMNS
+from tests.fakes.tencent import FakeTencentAPI
+from tests.helpers import (
+    SECRET_ID,
+    SECRET_KEY,
+    fixture_json,
+    flask_command,
+    http,
+    vod_headers,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -272,3 +287,136 @@ def test_a_paused_server_costs_503s_within_5_s_and_the_service_recovers(
     assert {s for _, _, s, _, _ in answers} <= {200, 503}
     assert {s for sent, _, s, _, _ in answers if sent > resumed_at + 5} == {200}
     assert_every_200_committed_once(url, answers)
+
+
+# -- a server that takes no writes -------------------------------------------------------------
+
+
+def test_a_read_only_database_is_unavailable_not_broken(own_cluster, fresh_db):
+    name = fresh_db()
+    url = own_cluster.url(name)
+    own_cluster.admin(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    # A consumer's start-up check reads; it neither writes nor dies on the read-only server.
+    assert ledger_problem(url) is None
+    with pytest.raises(LedgerUnavailable, match="read-only"):
+        migrate(url)  # init-db: a message, not a traceback
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    deliveries = [Delivery(json.dumps(dict(doc, VideoId=f"ro-{i}")), i, {}) for i in range(3)]
+    deliveries.append(Delivery("{not json", 3, {}))  # would go to the quarantine
+    with open_ledger(url) as ledger:
+        out = apply_batch(
+            ledger,
+            deliveries,
+            parse=aliyun_vod.parse,
+            source="mns",
+            auth="queue",
+            quarantine_as=("aliyun", "mns"),
+            prefix="test",
+        )
+    assert out.done == [] and out.deferred == deliveries  # all left for redelivery
+    own_cluster.admin(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+    with open_ledger(url) as ledger:
+        out = apply_batch(
+            ledger,
+            deliveries,
+            parse=aliyun_vod.parse,
+            source="mns",
+            auth="queue",
+            quarantine_as=("aliyun", "mns"),
+            prefix="test",
+        )
+    assert (out.applied, out.quarantined, out.deferred) == (3, 1, [])
+
+
+@contextlib.contextmanager
+def read_only(cluster):
+    """Make the whole server read-only, open sessions included (as a failover to a standby,
+    or a provider's read-only mode on a full disk, would)."""
+    cluster.admin("ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        cluster.admin("ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()")
+
+
+def worker_env(url: str, mns: FakeMNS, tencent: FakeTencentAPI) -> dict:
+    return {
+        "RECEIVER_DATABASE": url,
+        "RECEIVER_MNS_ENDPOINT": mns.endpoint,
+        "RECEIVER_MNS_ACCESS_KEY_ID": "AK",
+        "RECEIVER_MNS_ACCESS_KEY_SECRET": "SK",
+        "RECEIVER_MNS_QUEUES": "events",
+        "RECEIVER_TENCENT_SECRET_ID": SECRET_ID,
+        "RECEIVER_TENCENT_SECRET_KEY": SECRET_KEY,
+        "RECEIVER_TENCENT_VOD_ENDPOINT": tencent.endpoint,
+    }
+
+
+WORKERS = {
+    "consume-mns": ["consume-mns", "--wait-seconds", "1"],
+    "pull-tencent": ["pull-tencent"],
+    "reconcile": ["reconcile"],
+}
+
+
+def tencent_event(task: str) -> dict:
+    return {
+        "EventType": "ProcedureStateChanged",
+        "ProcedureStateChangeEvent": {"TaskId": task, "Status": "FINISH", "FileId": "52858"},
+    }
+
+
+def test_on_a_read_only_server_hooks_answer_503_and_every_worker_waits_then_catches_up(
+    own_cluster, fresh_db, gunicorn_server, tmp_path
+):
+    url = own_cluster.url(fresh_db())
+    base = gunicorn_server(workers=2, RECEIVER_DATABASE=url)
+    assert [post(base, f"before-{i}")[0] for i in range(20)] == [200] * 20  # pools filled
+    with (
+        FakeMNS("AK", "SK") as mns,
+        FakeTencentAPI(SECRET_ID, SECRET_KEY, confirm_timeout=2, pull_wait=0.2) as tencent,
+        contextlib.ExitStack() as running,
+    ):
+        mns.create_queue("events", visibility_timeout=5)
+        env = worker_env(url, mns, tencent)
+        with read_only(own_cluster):
+            refused = [post(base, f"refused-{i}") for i in range(20)]
+            for i in range(3):
+                mns.send("events", notice(f"queued-{i}").decode())
+                tencent.push_event(tencent_event(f"1256768367-Procedure-ro{i}"))
+            mns.send("events", "{not json")  # for the quarantine, read-only as well
+            # Started now, each worker meets the read-only server from its first batch on.
+            procs = {
+                name: running.enter_context(flask_command(args, env, tmp_path / f"{name}.log"))
+                for name, args in WORKERS.items()
+            }
+            wait_for(
+                lambda: all(m["dequeue_count"] >= 2 for m in mns.messages("events")),
+                30,
+                "every message tried twice",
+                proc=procs["consume-mns"],
+            )
+            time.sleep(2)
+            for name, proc in procs.items():
+                assert proc.poll() is None, f"{name} exited:\n" + proc.log_path.read_text()
+                assert "ledger-unavailable" in proc.log_path.read_text(), name
+            assert mns.pending("events") == 4 and len(tencent.pending_events()) == 3
+        # Writable again: every worker catches up by itself, and the hooks take notices.
+        wait_for(lambda: mns.pending("events") == 0, 60, "the queue drained")
+        wait_for(lambda: not tencent.pending_events(), 60, "every Tencent event confirmed")
+        assert [post(base, f"refused-{i}")[0] for i in range(20)] == [200] * 20
+        log = procs["reconcile"].log_path
+        wait_for(lambda: '"reconcile.pass"' in log.read_text(), 40, "a reconcile pass")
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for name, proc in procs.items():
+            assert proc.wait(timeout=30) == 0, f"{name}:\n" + proc.log_path.read_text()
+    for status, body, took in refused:
+        assert status == 503 and "read-only (25006" in body["error"], body
+        assert took < ANSWER_WITHIN_S
+    held = committed(url)
+    assert {f"queued-{i}" for i in range(3)} | {f"refused-{i}" for i in range(20)} <= set(held)
+    with open_ledger(url) as ledger:
+        sources = dict(ledger.conn.execute("SELECT source, COUNT(*) FROM events GROUP BY source"))
+        quarantined = ledger.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+    assert sources == {"http": 40, "mns": 3, "pull": 3} and quarantined == 1

@@ -140,6 +140,10 @@ def test_errors_are_classified_by_sqlstate(pg_url):
         with pytest.raises(psycopg.Error) as cancelled:
             conn.execute("SELECT pg_sleep(1)")
         assert cancelled.value.sqlstate == "57014" and is_transient(cancelled.value)
+        conn.execute("SET default_transaction_read_only = on")  # a standby, a failover
+        with pytest.raises(psycopg.Error) as read_only:
+            conn.execute("CREATE TABLE t (x int)")
+        assert read_only.value.sqlstate == "25006" and is_transient(read_only.value)
         with pytest.raises(psycopg.Error) as out_of_step:
             conn.execute("EXECUTE _pg3_9")  # a statement the client thinks it prepared
         assert out_of_step.value.sqlstate == "26000" and is_transient(out_of_step.value)
