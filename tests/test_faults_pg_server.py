@@ -255,8 +255,31 @@ def test_callbacks_during_a_restart_are_answered_in_time_and_the_service_recover
 # -- a server that stalls ----------------------------------------------------------------------
 
 
+class Probes:
+    """A thread asking /healthz every 0.25 s, keeping (status, seconds) of each answer."""
+
+    def __init__(self, base: str):
+        self.base, self.answers, self.stopped = base, [], threading.Event()
+        self.thread = threading.Thread(target=self._probe)
+        self.thread.start()
+
+    def _probe(self) -> None:
+        while not self.stopped.wait(0.25):
+            started = time.monotonic()
+            try:
+                status = http("GET", self.base + "/healthz", timeout=5)[0]
+            except OSError:
+                status = 0
+            self.answers.append((status, time.monotonic() - started))
+
+    def stop(self) -> list:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        return self.answers
+
+
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-def test_a_paused_server_costs_503s_within_5_s_and_the_service_recovers(
+def test_a_paused_server_costs_503s_within_5_s_and_healthz_answers_throughout(
     own_cluster, fresh_db, gunicorn_server, transport
 ):
     url = own_cluster.url(fresh_db(), tcp=transport == "tcp")
@@ -265,6 +288,7 @@ def test_a_paused_server_costs_503s_within_5_s_and_the_service_recovers(
     base = gunicorn_server(workers=1, RECEIVER_DATABASE=url, GUNICORN_THREADS="2")
     load = Load(base, threads=6, prefix="before")
     load.wait_until(lambda a: len(a) >= 100, 60, "100 answers")
+    probes = Probes(base)
     own_cluster.pause()
     paused_at = time.monotonic()
     try:
@@ -275,7 +299,7 @@ def test_a_paused_server_costs_503s_within_5_s_and_the_service_recovers(
     load.wait_until(
         lambda a: sum(sent > resumed_at + 5 for sent, *_ in a) >= 100, 60, "100 answers 5 s on"
     )
-    answers = load.stop()
+    answers, probed = load.stop(), probes.stop()
 
     stalled = [a for a in answers if paused_at < a[0] < resumed_at - ANSWER_WITHIN_S]
     assert len(stalled) >= 6 and {s for _, _, s, _, _ in stalled} == {503}, Counter(
@@ -286,6 +310,8 @@ def test_a_paused_server_costs_503s_within_5_s_and_the_service_recovers(
     assert slowest < ANSWER_WITHIN_S, f"a callback took {slowest:.2f} s"
     assert {s for _, _, s, _, _ in answers} <= {200, 503}
     assert {s for sent, _, s, _, _ in answers if sent > resumed_at + 5} == {200}
+    assert len(probed) >= 30 and {s for s, _ in probed} == {200}, Counter(s for s, _ in probed)
+    assert max(took for _, took in probed) < 1.0
     assert_every_200_committed_once(url, answers)
 
 
