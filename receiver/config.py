@@ -57,7 +57,7 @@ def _database(value: str) -> str | None:
     if "://" in value:
         if not is_url(value):
             raise ValueError("expected a file path or a postgresql:// URL")
-        from store.pg import check_url
+        from store.pg_options import check_url
 
         check_url(value)
     return value or None

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 
 from store import Ledger, is_url, ledger_problem, open_ledger
 from store.errors import LedgerUnavailable
@@ -47,9 +47,11 @@ def get_ledger() -> Ledger:
 
 def _ledger_for(path: str, durability: str) -> Ledger:
     if is_url(path):
-        # PostgreSQL: a pooled connection for this request, given back when it ends.
+        # PostgreSQL: a pooled connection for this request, given back when it ends. A
+        # callback is answered within a budget (receiver/pgpool.py).
         try:
-            return pgpool.borrow(path)
+            hook = has_request_context() and request.path.startswith("/hooks/")
+            return pgpool.borrow(path, budget=hook)
         except pgpool.NotReady as e:
             raise LedgerNotReady(str(e)) from None
     cache = getattr(_local, "ledgers", None)

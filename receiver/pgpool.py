@@ -2,20 +2,43 @@
 
 A request borrows a connection when it first needs the ledger and gives it back when the
 request ends. The pool holds up to GUNICORN_THREADS + 1 connections (each request thread
-holds at most one, plus one spare for the readiness check), so a host needs
-workers x (threads + 1) server connections at most; see docs/postgresql.md.
+holds at most one, plus one spare), so a host needs workers x (threads + 1) server
+connections at most; see docs/postgresql.md.
+
+A callback's wait for a connection and its writes share one budget (WRITE_TIMEOUT_S from
+the moment it asks for a connection), so that it is answered, 200 or 503, within it.
+A connection is looked at before it is handed out: one the server dropped while it sat
+idle (a restart, a failover, a terminated session) is passed over, not used for a 503.
 """
 
 import os
 import threading
+import time
 
+import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from store import Ledger, LedgerUnavailable, pending_migrations
+from store import Ledger, LedgerUnavailable
 from store.backend import POSTGRES
-from store.pg import PgConnection, connection_options, describe_failure, redact
+from store.pg import WEB, WRITE_TIMEOUT_S, PgConnection, usable
+from store.pg_options import (
+    WEB_STATEMENT_TIMEOUT_MS,
+    connection_options,
+    describe_failure,
+    redact,
+)
+from store.pg_schema import pending
 
-POOL_TIMEOUT_S = 5.0  # how long a request waits for a connection before answering 503
+POOL_TIMEOUT_S = WRITE_TIMEOUT_S  # how long a request waits for a connection, at most
+# Once a wait was cut (the server did not answer in time), each request first makes one
+# round trip bounded by this, until one is answered: while the server stays stalled,
+# requests get their 503 in a fraction of a second instead of each waiting out its budget.
+PROBE_S = 0.25
+STALLED = (
+    "the ledger cannot take writes now: the server at RECEIVER_DATABASE={} did not answer"
+    " in time lately, and no connection to it is free"
+)
+_stalled: set[tuple[int, str]] = set()
 _pools: dict[tuple[int, str], ConnectionPool] = {}
 _ready: set[tuple[int, str]] = set()
 _lock = threading.Lock()
@@ -40,7 +63,7 @@ def _pool(url: str) -> ConnectionPool:
                 url,
                 min_size=1,
                 max_size=pool_size(),
-                kwargs=connection_options(url),
+                kwargs=connection_options(url, statement_timeout_ms=WEB_STATEMENT_TIMEOUT_MS),
                 timeout=POOL_TIMEOUT_S,
                 name="jobledger",
                 open=False,
@@ -50,27 +73,71 @@ def _pool(url: str) -> ConnectionPool:
         return pool
 
 
-def borrow(url: str) -> Ledger:
+def borrow(url: str, *, budget: bool = False) -> Ledger:
     """Return a Ledger on a pooled connection; its close() gives the connection back.
 
-    :raises LedgerUnavailable: no connection within POOL_TIMEOUT_S (server down, or busy)
+    :param budget: the wait for the connection and every write on it end within
+      WRITE_TIMEOUT_S of this call (a callback, to be answered in time); otherwise each
+      write transaction has WRITE_TIMEOUT_S of its own (an ops action may write many)
+    :raises LedgerUnavailable: no working connection within POOL_TIMEOUT_S (server down,
+      or busy)
     :raises NotReady: the schema needs `init-db`
     """
+    started = time.monotonic()
+    pool = _pool(url)
+
+    def take() -> psycopg.Connection:
+        return _take(pool, url, time.monotonic() + POOL_TIMEOUT_S)
+
     key = (os.getpid(), url)
+    stalled = key in _stalled  # then no long wait for the pool either
+    conn = PgConnection(
+        _take(pool, url, started + (PROBE_S if stalled else POOL_TIMEOUT_S), stalled),
+        reopen=take,
+        release=pool.putconn,
+        bounds=WEB,
+        on_cut=lambda: _stalled.add(key),
+    )
+    if budget:
+        conn.writes_end_by = started + WRITE_TIMEOUT_S
+    ledger = Ledger(conn, POSTGRES)
+    try:
+        if stalled:
+            conn.ping(PROBE_S)
+            _stalled.discard(key)
+        missing = pending(conn) if key not in _ready else []
+    except BaseException:
+        ledger.close()
+        raise
     if key not in _ready:
-        pending = pending_migrations(url)  # LedgerUnavailable if the server is down
-        if pending:
+        if missing:
+            ledger.close()
             raise NotReady(
-                f"the ledger at RECEIVER_DATABASE={redact(url)} needs {', '.join(pending)}:"
+                f"the ledger at RECEIVER_DATABASE={redact(url)} needs {', '.join(missing)}:"
                 " run `flask --app wsgi init-db`"
             )
         _ready.add(key)
-    pool = _pool(url)
-    try:
-        raw = pool.getconn()
-    except PoolTimeout as e:
-        raise LedgerUnavailable(describe_failure(url, e)) from None
-    return Ledger(PgConnection(raw, release=pool.putconn), POSTGRES)
+    return ledger
+
+
+def _take(
+    pool: ConnectionPool, url: str, deadline: float, stalled: bool = False
+) -> psycopg.Connection:
+    """Take a working connection from the pool, passing over any the server dropped.
+
+    Each one passed over is closed and given back, and the pool opens another in its place.
+    """
+    while True:
+        try:
+            raw = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+        except PoolTimeout as e:
+            if stalled:
+                raise LedgerUnavailable(STALLED.format(redact(url)), "timeout") from None
+            raise LedgerUnavailable(describe_failure(url, e)) from None
+        if usable(raw):
+            return raw
+        raw.close()
+        pool.putconn(raw)
 
 
 def close_pools() -> None:
@@ -79,5 +146,6 @@ def close_pools() -> None:
         mine = [k for k in _pools if k[0] == os.getpid()]
         pools = [_pools.pop(k) for k in mine]
         _ready.difference_update(mine)
+        _stalled.difference_update(mine)
     for pool in pools:
         pool.close()

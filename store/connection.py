@@ -8,6 +8,7 @@ from .errors import LedgerUnavailable
 from .identity import LedgerConnection, refuse_if_gone
 
 BUSY_TIMEOUT_S = 5.0
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 
 def connect(
@@ -39,4 +40,7 @@ def connect(
     conn.execute("PRAGMA temp_store=MEMORY")
     # 8 MiB per connection (a worker has one per thread) bounds a worker's memory.
     conn.execute("PRAGMA cache_size=-8000")
+    # When SQLite starts the write-ahead log from the top again, it cuts the file back to
+    # this size instead of keeping the longest it ever was (store/checkpoint.py).
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return conn

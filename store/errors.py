@@ -9,8 +9,11 @@ not fixed by retrying.
 Errors are classified by the driver's error code, never by the words of its message:
 SQLite's primary result codes, and PostgreSQL's SQLSTATE classes 08 (connection), 40
 (transaction rollback: deadlock, serialization), 53 (insufficient resources) and 57
-(operator intervention: shutdown, cancel), and the code 55P03 (a lock wait that ran past
-`lock_timeout`, PostgreSQL's counterpart of SQLITE_BUSY).
+(operator intervention: shutdown, cancel), and the codes 55P03 (a lock wait that ran past
+`lock_timeout`, PostgreSQL's counterpart of SQLITE_BUSY), 25006 (a server that takes no
+writes: a standby, `default_transaction_read_only`, a provider's read-only mode on a full
+disk) and 26000 (a prepared statement the server no longer has: the client's connection
+was out of step with it, and is replaced).
 """
 
 import sqlite3
@@ -34,8 +37,15 @@ _PG_TRANSIENT_CODES = {
     # lock_not_available: a row, advisory or table lock held past lock_timeout (store/pg.py).
     # Not run again in place: that would wait out the timeout once per attempt.
     "55P03": "busy",
-    # query_canceled: a statement_timeout of the operator's own, or pg_cancel_backend().
+    # query_canceled: a web request's statement_timeout (store/pg_options.py), or
+    # pg_cancel_backend().
     "57014": "cancelled",
+    # read_only_sql_transaction: the server takes no writes now (a standby after a
+    # failover, default_transaction_read_only); like SQLite's read-only file.
+    "25006": "read-only",
+    # invalid_sql_statement_name: the driver's prepared statements no longer match the
+    # server's (a pipelined transaction that failed); the connection is not used again.
+    "26000": "connection out of step",
 }
 _PG_RETRY_IN_PLACE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 

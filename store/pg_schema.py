@@ -173,9 +173,15 @@ def _applied(conn: PgConnection) -> set[str]:
 
 
 def pending(conn: PgConnection) -> list[str]:
-    """Return the names of the migrations not yet applied (creating nothing)."""
+    """Return the names of the migrations not yet applied.
+
+    Reads only, so that it answers on a server that takes no writes (a standby, a
+    read-only database): the ledger is then unavailable, not unmigrated.
+    """
     row = conn.execute("SELECT to_regclass('ledger_migrations')").fetchone()
-    done = set() if row is None or row[0] is None else _applied(conn)
+    done: set[str] = set()
+    if row is not None and row[0] is not None:
+        done = {r[0] for r in conn.execute("SELECT name FROM ledger_migrations")}
     return [name for name, _ in MIGRATIONS if name not in done]
 
 

@@ -30,6 +30,11 @@ def migrate(database: str | Path) -> list[str]:
         conn = connect_pg(str(database), wait_for_locks=True)
         try:
             return pg_schema.migrate(conn)
+        except Exception as e:  # a read-only server, one gone meanwhile: say so, no trace
+            unavailable = classify(e)
+            if unavailable is None or unavailable is e:
+                raise
+            raise unavailable from e
         finally:
             conn.close()
     Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +100,7 @@ def ledger_problem(database: str | Path) -> str | None:
       (store.identity)
     """
     if is_url(database):
-        from .pg import redact
+        from .backend import redact
 
         where = f"ledger at RECEIVER_DATABASE={redact(str(database))}"
         try:

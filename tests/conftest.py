@@ -1,8 +1,9 @@
 """Shared fixtures: a migrated ledger per test (on each engine), the app, clients, servers.
 
 More fixtures come from the plugins registered below: `engines` (SQLite and a throwaway
-PostgreSQL cluster), `proxy` (nginx), `provider_env` (local provider fakes), `browser`
-(Chromium). Helpers that tests import are plain functions in `tests/helpers.py`.
+PostgreSQL cluster), `filesystems` (a small tmpfs that fills up), `proxy` (nginx),
+`provider_env` (local provider fakes), `browser` (Chromium). Helpers that tests import are
+plain functions in `tests/helpers.py`.
 """
 
 import os
@@ -22,6 +23,7 @@ from tests.helpers import AUTH_KEYS, CALLBACK_URL, OPS_TOKEN, ROOT, SIGN_KEY, fr
 
 pytest_plugins = [
     "tests.engines",
+    "tests.filesystems",
     "tests.proxy",
     "tests.provider_env",
     "tests.browser",

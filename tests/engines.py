@@ -17,6 +17,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -65,10 +66,15 @@ def server_bindir() -> Path | None:
 
 
 class Cluster:
-    """A running throwaway PostgreSQL cluster, reached over its Unix socket."""
+    """A running throwaway PostgreSQL cluster, reached over its Unix socket.
 
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
+    :param tcp_port: also listen on 127.0.0.1 at this port (TCP settings, such as
+      keepalives, only apply there), and acknowledge a commit only once its WAL is
+      written, so that a crash of the server (an immediate stop) loses nothing committed
+    """
+
+    def __init__(self, bindir: Path, tcp_port: int | None = None):
+        self.bindir, self.tcp_port = bindir, tcp_port
         self.root = Path(tempfile.mkdtemp(prefix="jobledger-pg-"))
         self.data, self.socket = self.root / "data", self.root
         self.as_user: list[str] = []
@@ -96,9 +102,15 @@ class Cluster:
             "--no-sync",
             "--no-instructions",
         )
+        self._pg_ctl("start")
+
+    def _pg_ctl(self, *action: str) -> None:
+        listen, commits = "-c listen_addresses=''", "off"
+        if self.tcp_port:
+            listen, commits = f"-c listen_addresses='127.0.0.1' -p {self.tcp_port}", "on"
         options = (
-            f"-c listen_addresses='' -c unix_socket_directories='{self.socket}'"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            f"{listen} -c unix_socket_directories='{self.socket}'"
+            f" -c fsync=off -c synchronous_commit={commits} -c full_page_writes=off"
             " -c max_connections=300 -c shared_buffers=32MB"
         )
         self._run(
@@ -112,7 +124,7 @@ class Cluster:
             "-w",
             "-t",
             "60",
-            "start",
+            *action,
         )
 
     def _run(self, program: str, *args: str) -> None:
@@ -134,26 +146,51 @@ class Cluster:
         )
         self._run("pg_ctl", "-D", str(self.data), "reload")
 
-    def url(self, dbname: str) -> str:
-        return f"postgresql://postgres@/{dbname}?host={self.socket}"
+    def url(self, dbname: str, *, tcp: bool = False) -> str:
+        if tcp:
+            return f"postgresql://postgres@127.0.0.1:{self.tcp_port}/{dbname}?sslmode=disable"
+        port = f"&port={self.tcp_port}" if self.tcp_port else ""
+        return f"postgresql://postgres@/{dbname}?host={self.socket}{port}"
 
-    def admin(self, *statements: str) -> None:
+    def processes(self) -> list[int]:
+        """The server's processes: the postmaster first, then its children."""
+        from tests.helpers import children
+
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *children(postmaster)]
+
+    def pause(self) -> None:
+        """Stop every process of the server (SIGSTOP), as a frozen machine would."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def restart(self, mode: str) -> None:
+        """Restart the server: `fast` ends sessions cleanly, `immediate` as a crash does."""
+        self._pg_ctl("-m", mode, "restart")
+
+    def admin(self, *statements: str, dbname: str = "postgres") -> None:
         import psycopg
 
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self.url(dbname), autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement)
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.resume()  # a paused server would not stop
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster():
-    """Start the session's PostgreSQL cluster with a migrated template database."""
+@contextlib.contextmanager
+def running_cluster(tcp_port: int | None = None):
+    """Start a throwaway cluster with a migrated template database; stop it afterwards."""
     bindir = server_bindir()
     if bindir is None:
         message = f"PostgreSQL server binaries not found: {INSTALL_HINT}"
@@ -162,13 +199,29 @@ def pg_cluster():
         pytest.skip(message)
     from store import migrate
 
-    cluster = Cluster(bindir)
+    cluster = Cluster(bindir, tcp_port)
     try:
         cluster.admin(f"CREATE DATABASE {TEMPLATE}")
         migrate(cluster.url(TEMPLATE))
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """Start the session's PostgreSQL cluster with a migrated template database."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def own_cluster():
+    """A cluster of the module's own, also on TCP, for tests that pause, restart or break it."""
+    from tests.helpers import free_port
+
+    with running_cluster(tcp_port=free_port()) as cluster:
+        yield cluster
 
 
 @pytest.fixture

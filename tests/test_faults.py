@@ -12,10 +12,10 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 import urllib.error
+from collections import Counter
 
 import pytest
 
@@ -217,27 +217,9 @@ def test_a_long_read_during_ingest_delays_no_callback_past_one_second(gunicorn_s
 
 
 @pytest.fixture
-def tiny_fs(tmp_path):
-    """A 2 MiB tmpfs mounted for this test only; skipped where mounting is not permitted."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot mount a tmpfs here: {e}")
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        # lazy: detaches now, frees the memory once the server (stopped by the
-        # gunicorn_server fixture after this one ends) has closed its files
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=20)
+def tiny_fs(small_fs):
+    """A 2 MiB tmpfs mounted for this test only (tests/filesystems.py)."""
+    return small_fs("2m").path
 
 
 def test_a_full_disk_answers_503_writes_nothing_half_and_recovers(gunicorn_server, tiny_fs):
@@ -276,3 +258,63 @@ def test_a_full_disk_answers_503_writes_nothing_half_and_recovers(gunicorn_serve
     assert_consistent(state)
     assert set(state["videos"]) == set(answered) | set(refused)
     assert state["originals"] == len(answered) + len(refused)
+
+
+def test_a_full_disk_that_grows_takes_notices_again_and_the_log_stays_bounded(
+    gunicorn_server, small_fs
+):
+    fs = small_fs("16m")
+    db = fs.path / "ledger.db"
+    migrate(db)
+    base = gunicorn_server(workers=2, RECEIVER_DATABASE=str(db))
+    wal, sizes, sampling = fs.path / "ledger.db-wal", [], threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.02):
+            sizes.append(wal.stat().st_size if wal.exists() else 0)
+
+    def load(prefix: str, until) -> list[tuple[str, int, object]]:
+        answers: list[tuple[str, int, object]] = []
+
+        def send(k: int) -> None:
+            i = 0
+            while not until(answers):
+                video = f"{prefix}-{k}-{i}"
+                status, body = http("POST", base + VOD, notice(video, pad=1000), vod_headers())
+                answers.append((video, status, body))
+                i += 1
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        return answers
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        filled = load("fill", lambda a: sum(s == 503 for _, s, _ in a) >= 20)
+        assert all("disk full" in b["error"] for _, s, b in filled if s == 503)
+        fs.grow("64m")  # four times the room; nothing restarted
+        grown = time.monotonic()
+        while http("POST", base + VOD, notice("first-after"), vod_headers())[0] != 200:
+            assert time.monotonic() < grown + 5, "no recovery 5 s after the disk grew"
+            time.sleep(0.1)
+        sizes.clear()
+        after = load("after", lambda a: len(a) >= 2000)
+    finally:
+        sampling.set()
+        sampler.join(10)
+    assert Counter(s for _, s, _ in after) == {200: len(after)}, Counter(
+        (s, str(b)[:100]) for _, s, b in after
+    )
+    assert max(sizes) < 16_000_000, f"the log grew to {max(sizes)} bytes under load"
+    deadline = time.monotonic() + 5
+    while wal.stat().st_size != 0:  # the writers idle: the log is emptied
+        assert time.monotonic() < deadline, f"the log still holds {wal.stat().st_size} bytes"
+        time.sleep(0.1)
+    state = ledger_state(db)
+    assert_consistent(state)
+    ok = {v for v, s, _ in filled + after if s == 200} | {"first-after"}
+    assert set(state["videos"]) == ok and state["originals"] == len(ok)

@@ -105,17 +105,20 @@ def test_user_options_in_the_url_apply_together_with_the_lock_timeout(pg_url, mo
             " current_setting('lock_timeout')"
         ).fetchone()
     assert settings == ("7MB", "yes", "5s")
+    with open_ledger(url) as ledger:  # a command's long reads are never cut by the server
+        assert ledger.conn.execute("SHOW statement_timeout").fetchone() == ("0",)
     try:
         pooled = pgpool.borrow(url)  # the web workers' connections
         try:
             shown = pooled.conn.execute(
-                "SELECT current_setting('work_mem'), current_setting('lock_timeout')"
+                "SELECT current_setting('work_mem'), current_setting('lock_timeout'),"
+                " current_setting('statement_timeout')"
             ).fetchone()
         finally:
             pooled.close()
     finally:
         pgpool.close_pools()
-    assert shown == ("7MB", "5s")
+    assert shown == ("7MB", "5s", "3500ms")  # a web request's statements are bounded too
     monkeypatch.setenv("PGOPTIONS", "-c work_mem=9MB")  # libpq's own, without options=
     with open_ledger(pg_url) as ledger:
         settings = ledger.conn.execute("SHOW work_mem").fetchone()

@@ -97,6 +97,7 @@ def test_a_failed_commit_fails_every_caller(db_path):
 
 def test_commits_leave_checkpoints_to_the_checkpoint_thread(db_path, monkeypatch):
     monkeypatch.setattr(store.checkpoint, "INTERVAL_S", 3600.0)  # this test's thread only
+    monkeypatch.setattr(store.checkpoint, "TRUNCATE_PAGES", 10**9)  # however long the log
     writer = GroupWriter(db_path)
     try:
         size = os.path.getsize(db_path)
@@ -116,6 +117,57 @@ def test_commits_leave_checkpoints_to_the_checkpoint_thread(db_path, monkeypatch
             assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 150
     finally:
         writer.close()
+
+
+def test_the_log_is_emptied_once_the_writers_are_idle(db_path):
+    wal = f"{db_path}-wal"
+    writer = GroupWriter(db_path)
+    try:
+        for event in notices(40):  # a log shorter than the bound it is emptied at under load
+            writer.record_event(event, source="http", verified=True)
+        assert os.path.getsize(wal) > 500_000
+        # A PASSIVE checkpoint copies the log but leaves the file as long as it was; with
+        # nothing written for a turn, the checkpoint thread empties it.
+        wait_for(lambda: os.path.getsize(wal) == 0, 5, "the log to be emptied")
+        writer.record_event(notices(1, "after")[0], source="http", verified=True)
+    finally:
+        writer.close()
+    with open_ledger(db_path) as led:
+        assert led.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 41
+        assert led.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_under_steady_load_the_log_is_emptied_past_its_bound(db_path):
+    wal, stop, sizes = f"{db_path}-wal", threading.Event(), []
+    writer = GroupWriter(db_path)
+
+    def send(k: int) -> None:
+        i = 0
+        while not stop.is_set():  # never a second without a commit: never idle
+            event = notices(1, f"load-{k}-{i}")[0]
+            writer.record_event(event, source="http", verified=True)
+            i += 1
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            sizes.append(os.path.getsize(wal) if os.path.exists(wal) else 0)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        written = writer.writes
+        writer.close()
+    bound = 4_000_000  # about a thousand pages (docs/faults.md)
+    assert max(sizes) >= bound, f"too little written to mean anything ({written} notices)"
+    # Emptied while the load goes on: the file drops back below its bound, again and again
+    # (how far past it the log gets between two looks depends on this machine's speed).
+    drops = sum(1 for a, b in zip(sizes, sizes[1:], strict=False) if b < a and b < bound)
+    assert drops >= 2, f"{written} notices, the log grew to {max(sizes)} bytes"
 
 
 def test_a_checkpointer_on_a_missing_ledger_says_so_once_and_keeps_going(tmp_path, caplog):

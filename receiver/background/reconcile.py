@@ -24,11 +24,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store import JobNotFound, Ledger, open_ledger
+from store.errors import classify
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
 from submitter.operations import CLIENTS
 
-from ..inbound.batch import RunResult, StopSignal
+from ..inbound.batch import Backoff, RunResult, StopSignal
 from ..providers import InvalidPayload
 from . import alerts as alerting
 from .status_apis import READ_BUDGET_S, plan_poll
@@ -43,6 +44,7 @@ MAX_POLLS_PER_PASS = 200
 PASS_INTERVAL_S = 15.0
 THROTTLE_PAUSE_S = 30
 CLAIM_S = 600  # a claimed job not polled by then (its process died) is due again
+LEDGER_RETRY_CAP_S = 30.0  # longest wait between passes while the ledger is unavailable
 QPS = {key: client.poll_qps for key, client in CLIENTS.items()}
 
 
@@ -273,22 +275,54 @@ def plan(config: Mapping[str, Any]) -> dict:
 def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
     """Run passes until SIGTERM/SIGINT (finishing the job in hand), or one pass with `once`.
 
+    While the ledger is unavailable (busy, read-only, its server down or stalled), the
+    pass is tried again later, with backoff, instead of ending the process; with `once`,
+    the command ends with exit 1 and the reason.
+
     :returns: with `once`, the pass's counts as the one summary line
+    :raises LedgerUnavailable: with `once`, the ledger could not be used
     """
     stop, lines = threading.Event(), []
+    recover = Backoff(1.0, LEDGER_RETRY_CAP_S)
+    warned = False
     with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as led:
         # Calls are spaced through the ledger: the pace holds across passes, and across
         # every reconcile process sharing it.
         pacer = Pacer(shared=led.polls.take_call_slot)
         if not once:
             log.info("reconcile.started", extra=plan(config))
-        alerting.warn_if_no_sink(config, led)
         while True:
-            stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
-            if once:
-                lines.append(summary(config, led, stats))
-                break
+            try:
+                if not warned:
+                    alerting.warn_if_no_sink(config, led)
+                    warned = True
+                stats = reconcile_pass(config, led, stop=stop, pacer=pacer)
+                if once:
+                    lines.append(summary(config, led, stats))
+                    break
+            except Exception as e:
+                if stop.wait(_ledger_retry(e, recover, once)):
+                    break
+                continue
+            recover.reset()
             log.info("reconcile.pass", extra=stats)
             if stop.wait(0 if stats["due"] >= MAX_POLLS_PER_PASS else PASS_INTERVAL_S):
                 break
     return RunResult(lines)
+
+
+def _ledger_retry(error: Exception, recover: Backoff, once: bool) -> float:
+    """Return how long to wait before the next pass after `error`; raise what cannot wait."""
+    unavailable = classify(error)
+    if unavailable is None:
+        raise error
+    if once:
+        if unavailable is error:
+            raise error
+        raise unavailable from error
+    delay = recover.next()
+    log.warning(
+        "reconcile.ledger-unavailable",
+        extra={"error": str(unavailable), "retry_in": round(delay, 2)},
+    )
+    return delay
