@@ -451,3 +451,24 @@ def test_a_ledger_made_read_only_is_503_and_recovers_by_itself(service, workdir)
     assert {a[3] for a in answers} <= {200, 503}
     service.stop(base)
     assert videos_in(db) == ok  # every 200 is in the file, and nothing refused is
+
+
+@pytest.mark.faults
+def test_a_callback_behind_a_stuck_command_is_answered_within_five_seconds(db_path):
+    """Another command (a consumer's batch, a script) holds SQLite's write lock: the web
+    workers' writer gives up inside VOD's 5 s window, with its default settings."""
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    event = aliyun_vod.parse(json.dumps(dict(doc, VideoId="behind-a-command")))
+    writer = GroupWriter(db_path)
+    stuck = sqlite3.connect(db_path)
+    stuck.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(LedgerUnavailable):
+            writer.record_event(event, source="http", verified=True)
+        assert time.monotonic() - started < 5
+    finally:
+        stuck.rollback()
+        stuck.close()
+    assert writer.record_event(event, source="http", verified=True).state == "succeeded"
+    writer.close()
