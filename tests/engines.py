@@ -188,15 +188,21 @@ class Cluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def running_cluster(tcp_port: int | None = None):
-    """Start a throwaway cluster with a migrated template database; stop it afterwards."""
+def required_bindir() -> Path:
+    """Return the server's binaries; without them skip, except under CI, where fail."""
     bindir = server_bindir()
     if bindir is None:
         message = f"PostgreSQL server binaries not found: {INSTALL_HINT}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+    return bindir
+
+
+@contextlib.contextmanager
+def running_cluster(tcp_port: int | None = None):
+    """Start a throwaway cluster with a migrated template database; stop it afterwards."""
+    bindir = required_bindir()
     from store import migrate
 
     cluster = Cluster(bindir, tcp_port)

@@ -261,3 +261,12 @@ def run_reconciles(count: int, env: dict) -> None:
     for proc in procs:
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output.decode(errors="replace")
+
+
+def vod_notice(video: str, pad: int = 0) -> bytes:
+    """A VOD TranscodeComplete for `video`, its body padded by `pad` bytes when asked."""
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    doc.update(VideoId=video, EventTime="2026-11-21T00:00:00Z")
+    if pad:
+        doc["Extend"] = "p" * pad
+    return json.dumps(doc).encode()

@@ -7,7 +7,6 @@ half-written.
 """
 
 import http.client as http_client
-import json
 import os
 import random
 import signal
@@ -20,18 +19,11 @@ from collections import Counter
 import pytest
 
 from store import migrate
-from tests.helpers import OPS_TOKEN, children, fixture_json, http, vod_headers
+from tests.helpers import OPS_TOKEN, children, http, vod_headers
+from tests.helpers import vod_notice as notice
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 VOD = "/hooks/aliyun/vod"
-
-
-def notice(video: str, pad: int = 0) -> bytes:
-    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
-    doc.update(VideoId=video, EventTime="2026-11-21T00:00:00Z")
-    if pad:
-        doc["Extend"] = "p" * pad
-    return json.dumps(doc).encode()
 
 
 def post(base: str, body: bytes, timeout: float = 5) -> int:

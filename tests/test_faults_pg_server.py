@@ -33,20 +33,13 @@ from tests.helpers import (
     vod_headers,
     wait_for,
 )
+from tests.helpers import vod_notice as notice
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 VOD = "/hooks/aliyun/vod"
 ANSWER_WITHIN_S = 5.0  # Alibaba VOD's window for a callback
 _names = iter(range(10**6))
-
-
-def notice(video: str, pad: int = 0) -> bytes:
-    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
-    doc.update(VideoId=video, EventTime="2026-11-21T00:00:00Z")
-    if pad:
-        doc["Extend"] = "p" * pad
-    return json.dumps(doc).encode()
 
 
 def post(base: str, video: str, pad: int = 0) -> tuple[int, object, float]:

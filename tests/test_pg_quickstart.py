@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.doc_blocks import code_blocks, edited
-from tests.engines import INSTALL_HINT, Cluster, server_bindir
+from tests.engines import Cluster, required_bindir
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -26,13 +26,7 @@ ADVICE = "on the database server, as the postgres user, run: "
 @pytest.fixture
 def cluster():
     """A cluster of this test's own: it asks for passwords, and its roles change."""
-    bindir = server_bindir()
-    if bindir is None:
-        message = f"PostgreSQL server binaries not found: {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    started = Cluster(bindir)
+    started = Cluster(required_bindir())
     try:
         started.require_passwords()
         yield started
