@@ -93,8 +93,12 @@ def job_query() -> dict:
             raise BadRequest(
                 f"unknown {name} {unknown[0][:40]!r}; valid values: {', '.join(known)}"
             )
+    slow = (request.args.get("slow") or "false").strip().lower()
+    if slow not in ("true", "false"):
+        raise BadRequest("slow must be true or false")
     return {
         "filters": {f: request.args.getlist(f) for f in FILTERS if request.args.getlist(f)},
+        "slow": slow == "true",
         "q": (request.args.get("q") or "").strip() or None,
         "since": _time_arg("since"),
         "until": _time_arg("until"),
