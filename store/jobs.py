@@ -72,6 +72,11 @@ class Jobs(Part):
         ).fetchone()
         return None if row is None else self.records([row])[0]
 
+    def started_at(self, job_id: str) -> str | None:
+        """Return the provider's own start time of a job first seen in a notice, or None."""
+        row = self.conn.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else None
+
     def submission_params(self, job_id: str) -> dict:
         """Return the parameters a job was submitted with ({} for an external job)."""
         row = self.conn.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -35,6 +35,7 @@ from ..providers import InvalidPayload
 from ..providers.aliyun import mns as queue
 from . import console, display
 from .api import KNOWN_VALUES, job_query
+from .provider_health import dashboard_view
 
 bp = Blueprint("pages", __name__)
 bp.record_once(lambda state: console.warn_if_no_sink(state.app.config))
@@ -151,6 +152,7 @@ def dashboard():
         oldest=ledger.dashboard.oldest_unfinished(),
         alerts=ledger.alerts.recent(),
         health=health,
+        provider_health=dashboard_view(ledger, current_app.config, now),
     )
 
 
@@ -179,7 +181,7 @@ def job_list():
         previous = trail[-1] if trail else "-"
         newer_url = page_url(None if previous == "-" else previous, trail[:-1])
     exact_total = None
-    if not (query["q"] or query["since"] or query["until"]):
+    if not (query["q"] or query["since"] or query["until"] or query["slow"]):
         exact_total = ledger.jobs.count(query["filters"])
     return render_template(
         "jobs/index.html",
@@ -208,6 +210,7 @@ def job_detail(job_id: str):
     return render_template(
         "jobs/detail.html",
         job=job,
+        times=display.job_times(job, ledger.jobs.started_at(job_id)),
         error=display.job_error(job),
         outputs=display.output_rows(job["outputs"], job["provider"]),
         alerts=ledger.alerts.for_job(job_id),
