@@ -327,3 +327,25 @@ def test_malformed_anomaly_settings_stop_start_up_naming_the_variable(name, valu
     with pytest.raises(ConfigError, match=f"RECEIVER_{name} is malformed"):
         from_environ({f"RECEIVER_{name}": value})
     assert from_environ({f"RECEIVER_{name}": "30"}) == {name: 30}
+
+
+def test_reconcile_judges_health_and_sends_the_anomaly_within_its_pass(make_app, ledger):
+    now = datetime.now(UTC)
+    steady(ledger, TRANSCODE, now)
+    for i in range(9):
+        record(ledger, failed_transcode(f"cli-{i}"))
+    sink = Sink()
+    try:
+        app = make_app(ALERT_WEBHOOK_URLS=[sink.url], ALERT_GROUP_SECONDS=0)
+        result = app.test_cli_runner().invoke(args=["reconcile", "--once"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output.strip().splitlines()[-1])["anomalies"] == 1
+        (started,) = anomaly_alerts(sink)
+        assert started["summary"].startswith("Alibaba VOD transcode failing 100 %")
+        page = app.test_client().get("/").get_data(as_text=True)
+        assert 'id="anomaly-aliyun-vod-transcode"' in page
+        again = app.test_cli_runner().invoke(args=["reconcile", "--once"])
+        assert json.loads(again.output.strip().splitlines()[-1])["anomalies"] == 1
+        assert len(anomaly_alerts(sink)) == 1  # still the same anomaly: nothing more sent
+    finally:
+        sink.close()
