@@ -40,7 +40,9 @@ PER_OCTAVE = 8
 TIMED = frozenset({states.SUCCEEDED, states.PARTIAL, states.FAILED})
 # Prometheus histogram buckets (seconds): media jobs take seconds to hours.
 PROM_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
-SLICE = timedelta(hours=6)  # one counting transaction covers at most this much time
+# One counting transaction covers at most this much time, so a first pass over a week
+# never holds the write lock long.
+SLICE = timedelta(hours=1)
 _GROUP = ("provider", "service", "kind")
 _SNAPSHOT = (
     "provider, service, kind, window_finished, window_failed, baseline_finished,"

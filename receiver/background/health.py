@@ -31,7 +31,10 @@ from store import Ledger
 from store.ids import iso
 from store.provider_health import Tally, hour_of, quantiles
 
+from ..config import SETTINGS
+
 log = logging.getLogger("jobledger.health")
+DEFAULTS = {name: default for name, (_, default) in SETTINGS.items()}
 
 Z = 1.96  # the 95 % Wilson interval's lower end (two-sided)
 # Settled jobs are counted into the tallies once they are this old: a transaction that
@@ -138,9 +141,18 @@ def gather(ledger: Ledger, now: datetime, window_s: int, baseline_s: int, mark: 
     return sorted(groups.items())
 
 
+def spans(config: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Return (window seconds, baseline seconds, minimum failures) from the settings."""
+    return (
+        config.get("ANOMALY_WINDOW_SECONDS") or DEFAULTS["ANOMALY_WINDOW_SECONDS"],
+        config.get("ANOMALY_BASELINE_SECONDS") or DEFAULTS["ANOMALY_BASELINE_SECONDS"],
+        config.get("ANOMALY_MIN_FAILURES") or DEFAULTS["ANOMALY_MIN_FAILURES"],
+    )
+
+
 def judge(config: Mapping[str, Any], ledger: Ledger, now: datetime, mark: str) -> list[dict]:
     """Return the snapshot rows of every group that settled a job in the baseline or window."""
-    window_s, baseline_s = config["ANOMALY_WINDOW_SECONDS"], config["ANOMALY_BASELINE_SECONDS"]
+    window_s, baseline_s, min_failures = spans(config)
     rows = []
     for (provider, service, kind), (window, baseline, durations) in gather(
         ledger, now, window_s, baseline_s, mark
@@ -151,7 +163,7 @@ def judge(config: Mapping[str, Any], ledger: Ledger, now: datetime, mark: str) -
             window.finished,
             baseline.failed,
             baseline.finished,
-            config["ANOMALY_MIN_FAILURES"],
+            min_failures,
         )
         row = {
             "provider": provider,
@@ -187,7 +199,7 @@ def reason(row: Mapping[str, Any], window_s: int) -> str:
 
 def alert_words(config: Mapping[str, Any]):
     """Return the function that words an anomaly's start or end alert (for `publish`)."""
-    window_s = config["ANOMALY_WINDOW_SECONDS"]
+    window_s, baseline_s, _ = spans(config)
 
     def words(row: dict, kind: str) -> tuple[str, dict]:
         window = rate(row["window_failed"], row["window_finished"])
@@ -206,7 +218,7 @@ def alert_words(config: Mapping[str, Any]):
             "window": _counts(row, "window"),
             "baseline": _counts(row, "baseline"),
             "window_seconds": window_s,
-            "baseline_seconds": config["ANOMALY_BASELINE_SECONDS"],
+            "baseline_seconds": baseline_s,
             "anomaly_since": row["anomaly_since"],
             "path": "/#provider-health",
         }
@@ -223,7 +235,7 @@ def _counts(row: Mapping[str, Any], part: str) -> dict:
 def health_pass(config: Mapping[str, Any], ledger: Ledger, now: datetime | None = None) -> dict:
     """Count, judge and publish provider health as of `now`; return what it did."""
     now = now or datetime.now(UTC)
-    window_s, baseline_s = config["ANOMALY_WINDOW_SECONDS"], config["ANOMALY_BASELINE_SECONDS"]
+    window_s, baseline_s, _ = spans(config)
     history = timedelta(seconds=window_s + baseline_s)
     mark = ledger.provider_health.count_settled(
         through=now - COUNT_LAG, start=now - history - timedelta(hours=1)

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify
 from store import Ledger
 
 from ..auth import require_ops
-from ..background.health import label, percent, rate, span
+from ..background.health import label, percent, rate, span, spans
 from ..db import get_ledger
 from . import charts, display
 
@@ -53,11 +53,12 @@ def group_record(row: Mapping[str, Any]) -> dict:
 
 def health_document(ledger: Ledger, config: Mapping[str, Any]) -> dict:
     """Return the provider health document (the API's answer, and the dashboard's data)."""
+    window_s, baseline_s, _ = spans(config)
     return {
         "groups": [group_record(r) for r in ledger.provider_health.snapshot()],
         "generated_at": ledger.provider_health.generated_at(),
-        "window_seconds": config["ANOMALY_WINDOW_SECONDS"],
-        "baseline_seconds": config["ANOMALY_BASELINE_SECONDS"],
+        "window_seconds": window_s,
+        "baseline_seconds": baseline_s,
     }
 
 
