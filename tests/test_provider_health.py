@@ -349,3 +349,46 @@ def test_reconcile_judges_health_and_sends_the_anomaly_within_its_pass(make_app,
         assert len(anomaly_alerts(sink)) == 1  # still the same anomaly: nothing more sent
     finally:
         sink.close()
+
+
+# -- the provider's own start times -------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_notices_and_answers_carry_the_providers_start_time():
+    from receiver.providers import status_answers
+
+    # Newer payloads give each stream a StartTime (the real sample in aliyun_vod-
+    # TranscodeComplete-real.txt does): the first began the job.
+    doc = fixture_json("aliyun_vod-TranscodeComplete.json")
+    doc["EventTime"] = "2020-07-10T06:49:51Z"
+    doc["StreamInfos"][0]["StartTime"] = "2020-07-10T06:49:30Z"
+    doc["StreamInfos"][1]["StartTime"] = "2020-07-10T06:49:24Z"
+    real = aliyun_vod.parse(json.dumps(doc))
+    assert real.started_at == "2020-07-10T06:49:24.000Z"
+    assert real.occurred_at == "2020-07-10T06:49:51.000Z"
+    detail = {
+        "TaskType": "Procedure",
+        "Status": "FINISH",
+        "CreateTime": "2019-02-21T08:27:42Z",
+        "BeginProcessTime": "2019-02-21T08:27:43Z",
+        "FinishTime": "2019-02-21T08:27:44Z",
+        "ProcedureTask": dict(
+            fixture_json("tencent_vod-v3-ProcedureStateChanged.json")["ProcedureStateChangeEvent"]
+        ),
+    }
+    answer = status_answers.tencent_task_detail(detail)
+    assert answer is not None and answer.started_at == "2019-02-21T08:27:42.000Z"
+    task = {
+        "TranscodeTask": {
+            "TranscodeTaskId": "t",
+            "VideoId": "v",
+            "TaskStatus": "CompleteAllSucc",
+            "CreationTime": "2026-11-02T08:00:00Z",
+            "CompleteTime": "2026-11-02T08:04:00Z",
+        }
+    }
+    vod = status_answers.vod_transcode_task(task)
+    assert vod is not None and vod.started_at == "2026-11-02T08:00:00.000Z"
+    plain = fixture_json("aliyun_vod-TranscodeComplete.json")  # no StartTime in the sample
+    assert aliyun_vod.parse(json.dumps(plain)).started_at is None
