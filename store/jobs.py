@@ -155,7 +155,7 @@ class Jobs(Part):
         sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         now = now or datetime.now(UTC)
         if slow:
-            condition, slow_params = slow_condition(self.session, now)
+            condition, slow_params = slow_condition(slow_cutoffs(self.session, now))
             if condition is None:  # no kind has a p95 yet: nothing is slow
                 return [], None
             sql += self.backend.hint(SLOW_INDEX)

@@ -295,6 +295,7 @@ def add_provider_health(db: Database) -> None:
             "p95": float,
             "p99": float,
             "duration_count": int,
+            "slow_jobs": int,
             "anomaly": int,
             "anomaly_reason": str,
             "anomaly_since": str,

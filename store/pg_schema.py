@@ -196,6 +196,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 p95 double precision,
                 p99 double precision,
                 duration_count integer,
+                slow_jobs integer,
                 anomaly integer,
                 anomaly_reason text,
                 anomaly_since text,

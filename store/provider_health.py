@@ -46,7 +46,8 @@ SLICE = timedelta(hours=1)
 _GROUP = ("provider", "service", "kind")
 _SNAPSHOT = (
     "provider, service, kind, window_finished, window_failed, baseline_finished,"
-    " baseline_failed, p50, p95, p99, duration_count, anomaly, anomaly_reason, anomaly_since,"
+    " baseline_failed, p50, p95, p99, duration_count, slow_jobs, anomaly, anomaly_reason,"
+    " anomaly_since,"
     " anomaly_seen_at, generated_at"
 )
 _SNAPSHOT_FIELDS = tuple(_SNAPSHOT.split(", "))
@@ -342,9 +343,9 @@ class ProviderHealth(Part):
 
     # -- slow jobs ----------------------------------------------------------------------
 
-    def count_slow(self, now: datetime) -> dict[tuple, int]:
-        """Return how many jobs of each group are slow now (see `slow_cutoffs`)."""
-        where, params = slow_condition(self.session, now)
+    def count_slow(self, cutoffs: dict[tuple, str]) -> dict[tuple, int]:
+        """Return how many jobs of each group are slow, given `slow_cutoffs`."""
+        where, params = slow_condition(cutoffs)
         if where is None:
             return {}
         rows = self.conn.execute(
@@ -362,21 +363,33 @@ SLOW_INDEX = "jobs_open_age"  # partial index of exactly the RUNNING jobs
 
 
 def slow_cutoffs(session: Session, now: datetime) -> dict[tuple, str]:
-    """Return, per group with a p95 from at least SLOW_MIN_JOBS durations, the start time
-    before which a job of that group still running is slow."""
+    """Return, per group with a p95 from at least SLOW_MIN_JOBS durations (in the snapshot),
+    the start time before which a job of that group still running is slow."""
     rows = session.conn.execute(
-        "SELECT provider, service, kind, p95 FROM provider_health"
-        " WHERE p95 IS NOT NULL AND duration_count >= ?",
-        (SLOW_MIN_JOBS,),
+        "SELECT provider, service, kind, p95, duration_count FROM provider_health"
+    ).fetchall()
+    return cutoffs_of(
+        [
+            dict(zip(("provider", "service", "kind", "p95", "duration_count"), r, strict=True))
+            for r in rows
+        ],
+        now,
     )
-    return {(p, s, k): iso(now - timedelta(seconds=p95)) for p, s, k, p95 in rows}
 
 
-def slow_condition(session: Session, now: datetime) -> tuple[str | None, list]:
+def cutoffs_of(groups: Iterable[dict], now: datetime) -> dict[tuple, str]:
+    """Return the slow cutoffs of snapshot rows (see `slow_cutoffs`)."""
+    return {
+        (g["provider"], g["service"], g["kind"]): iso(now - timedelta(seconds=g["p95"]))
+        for g in groups
+        if g["p95"] is not None and (g["duration_count"] or 0) >= SLOW_MIN_JOBS
+    }
+
+
+def slow_condition(cutoffs: dict[tuple, str]) -> tuple[str | None, list]:
     """Return a WHERE condition (and its parameters) matching the slow jobs, or None when
     no kind has a p95 yet. It repeats `jobs_open_age`'s condition, so that small partial
     index serves it."""
-    cutoffs = slow_cutoffs(session, now)
     if not cutoffs:
         return None, []
     each = "(provider = ? AND service = ? AND kind = ? AND COALESCE(started_at, submitted_at) < ?)"

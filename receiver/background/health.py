@@ -29,7 +29,7 @@ from typing import Any
 
 from store import Ledger
 from store.ids import iso
-from store.provider_health import Tally, hour_of, quantiles
+from store.provider_health import Tally, cutoffs_of, hour_of, quantiles
 
 from ..config import SETTINGS
 
@@ -241,6 +241,9 @@ def health_pass(config: Mapping[str, Any], ledger: Ledger, now: datetime | None 
         through=now - COUNT_LAG, start=now - history - timedelta(hours=1)
     )
     rows = judge(config, ledger, now, mark)
+    slow = ledger.provider_health.count_slow(cutoffs_of(rows, now))
+    for row in rows:
+        row["slow_jobs"] = slow.get((row["provider"], row["service"], row["kind"]), 0)
     clear_after = timedelta(seconds=max(window_s / 3, 1))
     queued = ledger.provider_health.publish(rows, now, clear_after, alert_words(config))
     ledger.provider_health.prune(now - history - timedelta(days=TALLY_DAYS))

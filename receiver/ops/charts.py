@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 # Hourly bars: 24 of them in a viewBox narrow enough to stay legible at 400 px.
 BAR_W, GAP, PLOT_H, TOP = 11, 2, 70, 16
@@ -29,13 +29,12 @@ TICKS = (
 )
 
 
-def _attrs(**values: object) -> Markup:
-    return Markup(" ").join(
-        Markup('{}="{}"').format(k.rstrip("_").replace("_", "-"), v) for k, v in values.items()
-    )
+def _attrs(**values: object) -> str:
+    """Attributes from our own numbers and names (escaped all the same)."""
+    return " ".join(f'{k.rstrip("_").replace("_", "-")}="{escape(v)}"' for k, v in values.items())
 
 
-def _svg(width: int, height: int, title: str, desc: str, body: Iterable[Markup], ident: str):
+def _svg(width: int, height: int, title: str, desc: str, body: Iterable[str], ident: str):
     head = _attrs(
         role="img",
         class_="chart",
@@ -43,8 +42,11 @@ def _svg(width: int, height: int, title: str, desc: str, body: Iterable[Markup],
         aria_labelledby=f"{ident}-t {ident}-d",
         id=ident,
     )
-    svg = Markup('<svg {}><title id="{}-t">{}</title><desc id="{}-d">{}</desc>{}</svg>')
-    return svg.format(head, ident, title, ident, desc, Markup("").join(body))
+    ident = escape(ident)
+    return Markup(
+        f'<svg {head}><title id="{ident}-t">{escape(title)}</title>'
+        f'<desc id="{ident}-d">{escape(desc)}</desc>{"".join(body)}</svg>'
+    )
 
 
 def hours_of(now: datetime, count: int = 24) -> list[str]:
@@ -56,35 +58,26 @@ def hours_of(now: datetime, count: int = 24) -> list[str]:
 def hourly(label: str, hours: Sequence[str], counts: dict[str, tuple[int, int]], ident: str):
     """Draw finished and failed jobs per hour: a grey bar per hour, its failed part red."""
     peak = max([finished for finished, _ in counts.values()] + [1])
-    body: list[Markup] = []
+    body: list[str] = []
     for i, hour in enumerate(hours):
         finished, failed = counts.get(hour, (0, 0))
         x = i * (BAR_W + GAP)
         tall = round(PLOT_H * finished / peak, 1)
         low = round(PLOT_H * failed / peak, 1)
-        tip = f"{hour[:10]} {hour[11:]}:00 UTC: {finished} finished, {failed} failed"
+        tip = escape(f"{hour[:10]} {hour[11:]}:00 UTC: {finished} finished, {failed} failed")
+        all_bar = _attrs(x=x, y=TOP + PLOT_H - tall, width=BAR_W, height=tall)
+        bad_bar = _attrs(x=x, y=TOP + PLOT_H - low, width=BAR_W, height=low)
         body.append(
-            Markup(
-                '<g><title>{}</title><rect class="bar-all" {}/><rect class="bar-bad" {}/></g>'
-            ).format(
-                tip,
-                _attrs(x=x, y=TOP + PLOT_H - tall, width=BAR_W, height=tall),
-                _attrs(x=x, y=TOP + PLOT_H - low, width=BAR_W, height=low),
-            )
+            f'<g><title>{tip}</title><rect class="bar-all" {all_bar}/>'
+            f'<rect class="bar-bad" {bad_bar}/></g>'
         )
         if i % 6 == 0:
-            body.append(
-                Markup('<text class="axis" {}>{}h</text>').format(
-                    _attrs(x=x, y=TOP + PLOT_H + 13), hour[11:]
-                )
-            )
+            at = _attrs(x=x, y=TOP + PLOT_H + 13)
+            body.append(f'<text class="axis" {at}>{escape(hour[11:])}h</text>')
     width = len(hours) * (BAR_W + GAP)
-    body.append(
-        Markup('<line class="axis-line" {}/>').format(
-            _attrs(x1=0, y1=TOP + PLOT_H, x2=width, y2=TOP + PLOT_H)
-        )
-    )
-    body.append(Markup('<text class="chart-label" x="0" y="11">{}</text>').format(label))
+    axis = _attrs(x1=0, y1=TOP + PLOT_H, x2=width, y2=TOP + PLOT_H)
+    body.append(f'<line class="axis-line" {axis}/>')
+    body.append(f'<text class="chart-label" x="0" y="11">{escape(label)}</text>')
     finished = sum(f for f, _ in counts.values())
     failed = sum(b for _, b in counts.values())
     title = f"{label}: finished and failed jobs per hour, last 24 hours (UTC)"
@@ -103,18 +96,14 @@ def percentiles(rows: Sequence[dict], ident: str):
         return Markup("")
     top = next((t for t, _ in TICKS if t >= max(r["p99"] for r in timed) * 1.2), 864000)
     width, row_h, head = 340, 30, 14
-    body: list[Markup] = []
+    body: list[str] = []
     for tick, name in TICKS:
         if tick > top:
             break
         x = _x(tick, top, width)
-        body.append(
-            Markup('<line class="grid-line" {}/><text class="axis" {}>{}</text>').format(
-                _attrs(x1=x, y1=head, x2=x, y2=head + row_h * len(timed)),
-                _attrs(x=max(0, x - 10), y=10),
-                name,
-            )
-        )
+        line = _attrs(x1=x, y1=head, x2=x, y2=head + row_h * len(timed))
+        at = _attrs(x=max(0, x - 10), y=10)
+        body.append(f'<line class="grid-line" {line}/><text class="axis" {at}>{name}</text>')
     for i, row in enumerate(timed):
         y = head + i * row_h
         x50, x95, x99 = (_x(row[p], top, width) for p in ("p50", "p95", "p99"))
@@ -123,18 +112,11 @@ def percentiles(rows: Sequence[dict], ident: str):
             f" p99 {row['p99_text']} ({row['count']} jobs)"
         )
         body.append(
-            Markup(
-                '<g><title>{}</title><text class="chart-label" {}>{}</text>'
-                '<rect class="p-range" {}/><line class="p-mark" {}/>'
-                '<circle class="p-median" {}/></g>'
-            ).format(
-                tip,
-                _attrs(x=0, y=y + 11),
-                row["label"],
-                _attrs(x=x50, y=y + 16, width=max(x99 - x50, 2), height=8),
-                _attrs(x1=x95, y1=y + 13, x2=x95, y2=y + 27),
-                _attrs(cx=x50, cy=y + 20, r=4),
-            )
+            f"<g><title>{escape(tip)}</title>"
+            f'<text class="chart-label" {_attrs(x=0, y=y + 11)}>{escape(row["label"])}</text>'
+            f'<rect class="p-range" {_attrs(x=x50, y=y + 16, width=max(x99 - x50, 2), height=8)}/>'
+            f'<line class="p-mark" {_attrs(x1=x95, y1=y + 13, x2=x95, y2=y + 27)}/>'
+            f'<circle class="p-median" {_attrs(cx=x50, cy=y + 20, r=4)}/></g>'
         )
     title = "Time to complete per kind: p50 (dot), p95 (line) and p99 (bar's end), log scale"
     desc = "; ".join(

@@ -142,11 +142,12 @@ def health_metrics(health: dict):
             )
     slow = GaugeMetricFamily(
         "jobledger_jobs_slow",
-        "Jobs running longer than their kind's p95 without a final word, now.",
+        "Jobs running longer than their kind's p95 without a final word, as of the last"
+        " reconcile pass.",
         labels=GROUP,
     )
-    for group, n in sorted(health["slow"].items()):
-        slow.add_metric(list(group), n)
+    for row in health["snapshot"]:
+        slow.add_metric([row["provider"], row["service"], row["kind"]], row["slow_jobs"] or 0)
     anomaly = GaugeMetricFamily(
         "jobledger_provider_anomaly",
         "1 while a kind's failure rate is anomalous (the dashboard's banner), else 0.",
@@ -184,7 +185,6 @@ def metrics():
     health = get_ledger().provider_health
     snapshot["health"] = {
         "totals": health.totals(),
-        "slow": health.count_slow(now),
         "snapshot": health.snapshot(),
         "generated_at": health.generated_at(),
     }

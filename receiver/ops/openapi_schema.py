@@ -131,6 +131,7 @@ HEALTH_GROUP = {
         "anomaly": {"type": "boolean"},
         "anomaly_reason": NULLABLE_STR,
         "anomaly_since": NULLABLE_STR,
+        "slow_jobs": {"type": "integer", "description": "its slow jobs, as of the last pass"},
         "duration_seconds": {
             "type": "object",
             "required": ["p50", "p95", "p99", "count"],

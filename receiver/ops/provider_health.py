@@ -42,6 +42,7 @@ def group_record(row: Mapping[str, Any]) -> dict:
         "anomaly": bool(row["anomaly"]),
         "anomaly_reason": row["anomaly_reason"],
         "anomaly_since": row["anomaly_since"],
+        "slow_jobs": row["slow_jobs"] or 0,
         "duration_seconds": {
             "p50": row["p50"],
             "p95": row["p95"],
@@ -75,10 +76,8 @@ def dashboard_view(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> 
     """Gather what the dashboard shows of provider health: anomalies, each kind's rates,
     durations and slow jobs, and the two charts."""
     doc = health_document(ledger, config)
-    slow = ledger.provider_health.count_slow(now)
     rows = []
     for group in doc["groups"]:
-        key = (group["provider"], group["service"], group["kind"])
         durations = group["duration_seconds"]
         rows.append(
             {
@@ -86,7 +85,7 @@ def dashboard_view(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> 
                 "label": f"{label(group['provider'], group['service'])} {group['kind']}",
                 "window_rate": percent(group["window"]["failure_rate"]),
                 "baseline_rate": percent(group["baseline"]["failure_rate"]),
-                "slow": slow.get(key, 0),
+                "slow": group["slow_jobs"],
                 "p50": durations["p50"],
                 "p95": durations["p95"],
                 "p99": durations["p99"],
@@ -100,7 +99,7 @@ def dashboard_view(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> 
         "anomalies": [r for r in rows if r["anomaly"]],
         "generated_at": doc["generated_at"],
         "stale": generated is None or now - generated > STALE,
-        "slow_total": sum(slow.values()),
+        "slow_total": sum(r["slow"] for r in rows),
         "window": span(doc["window_seconds"]),
         "hourly": _hourly_charts(ledger, now),
         "percentiles": charts.percentiles(rows, "chart-durations"),
