@@ -196,6 +196,7 @@ def generate(path: Path, jobs: int, events_per_job: int = 5, seed: int = 6) -> d
         "id", "provider", "service", "kind", "provider_job_id", "media_id", "state", "preprocess",
         "error_code", "error_message", "outputs", "origin", "operation", "params", "submitted_at",
         "updated_at", "finished_at", "last_event_at", "next_poll_at", "poll_count",
+        "settled_at", "duration_seconds",
     ]  # fmt: skip
     wanted = [c for c in wanted if c in job_cols]
     job_sql = f"INSERT INTO jobs ({', '.join(wanted)}) VALUES ({', '.join('?' * len(wanted))})"
@@ -324,6 +325,7 @@ def generate(path: Path, jobs: int, events_per_job: int = 5, seed: int = 6) -> d
                 next_event_id += 1
             total_events += k
             finished = iso(t) if state in FINAL else None
+            settled = state in FINAL or state == "timed_out"
             row = {
                 "id": job_id,
                 "provider": provider,
@@ -345,6 +347,8 @@ def generate(path: Path, jobs: int, events_per_job: int = 5, seed: int = 6) -> d
                 "last_event_at": last_event,
                 "next_poll_at": iso(t + 300_000) if state in OPEN_POLL else None,
                 "poll_count": 0,
+                "settled_at": iso(t) if settled else None,
+                "duration_seconds": round((t - ms) / 1000, 3) if finished else None,
             }
             job_rows.append(tuple(row[c] for c in wanted))
             counts[(provider, service, kind, state)] += 1

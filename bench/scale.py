@@ -158,6 +158,8 @@ def endpoints(rows: list[dict], n: int, seed: int = 8) -> dict[str, list[str]]:
         "/api/jobs?limit=500": ["/api/jobs?limit=500"] * max(n // 3, 20),
         "/api/jobs/<id>": [f"/api/jobs/{pick()['id']}" for _ in range(n)],
         "/api/stats": ["/api/stats"] * n,
+        "/api/health/providers": ["/api/health/providers"] * n,
+        "/api/jobs?slow=true": ["/api/jobs?slow=true"] * n,
         # two filters at once (not a target; shows where one index is not enough)
         "/api/jobs?state=failed&provider=tencent": ["/api/jobs?state=failed&provider=tencent"] * n,
         "/api/jobs?state=failed&kind=edge_transcode": ["/api/jobs?state=failed&kind=edge_transcode"]
@@ -168,6 +170,7 @@ def endpoints(rows: list[dict], n: int, seed: int = 8) -> dict[str, list[str]]:
         "/ (dashboard)": ["/"] * n,
         "/jobs": ["/jobs"] * n,
         "/jobs?state=failed": ["/jobs?state=failed"] * n,
+        "/jobs?slow=true": ["/jobs?slow=true"] * n,
         "/jobs/<id>": [f"/jobs/{pick()['id']}" for _ in range(n)],
     }
     return out
@@ -178,7 +181,7 @@ def target_of(name: str) -> float | None:
         return None  # combined filters: informational
     if name.startswith(("/api/jobs/<id>", "/jobs/<id>")):
         return TARGETS["detail"]
-    if name.startswith(("/api/stats", "/ (dashboard)")):
+    if name.startswith(("/api/stats", "/ (dashboard)", "/api/health")):
         return TARGETS["stats"]
     if name.startswith(("/api/jobs", "/jobs")):
         return TARGETS["list"]
@@ -366,6 +369,23 @@ def worker_memory(server: Server) -> list[dict]:
     return out
 
 
+def health_passes(db: Path | str) -> dict:
+    """Time the reconcile pass's provider health work on this ledger: the first pass (which
+    counts the last week's settled jobs) and the next one (what every 15 s costs)."""
+    from receiver.background.health import health_pass
+    from receiver.config import defaults
+
+    config = defaults()
+    out = {}
+    with open_ledger(db) as ledger:
+        for name in ("first", "steady", "steady again"):
+            started = time.perf_counter()
+            result = health_pass(config, ledger)
+            out[name] = {"ms": (time.perf_counter() - started) * 1000, **result}
+            print(f"    health pass ({name}): {out[name]}", file=sys.stderr, flush=True)
+    return out
+
+
 def run_size(jobs: int, args, tmp: Path) -> dict:
     db = default_path(jobs)
     generation = None
@@ -388,6 +408,8 @@ def run_size(jobs: int, args, tmp: Path) -> dict:
     rows = engine.sample_rows(db, 2000)
     print(f"  {jobs:,} jobs: query plans", file=sys.stderr, flush=True)
     plans = engine.query_plans(db, rows)
+    print(f"  {jobs:,} jobs: provider health passes", file=sys.stderr, flush=True)
+    health = health_passes(db)
     server = Server("wsgi:app", ledger_env(db), OUT / f"logs-scale-{args.stamp}").start()
     try:
         client = Client(server.port)
@@ -414,6 +436,7 @@ def run_size(jobs: int, args, tmp: Path) -> dict:
         "latency": latency,
         "memory": memory,
         "ingest": ingest,
+        "health": health,
     }
 
 
@@ -449,6 +472,8 @@ def report(results: list[dict]) -> str:
             f" jobs {res['size']['by_object'].get('jobs', 0) / 2**20:,.0f} MiB)",
             f"- worker RSS after the queries: {', '.join(f'{r:.0f}' for r in rss)} MiB "
             f"(peak VmHWM {max(hwm):.0f} MiB; target 120)",
+            "- provider health pass (reconcile, background): "
+            + ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in res["health"].items()),
         ]
         if res["ingest"]:
             ing = res["ingest"]

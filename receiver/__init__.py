@@ -36,7 +36,7 @@ def create_app(test_config=None):
 
     from . import auth, cli, db, errors, logs, params
     from .inbound import hooks
-    from .ops import api, health, html, metrics, pages, quarantine_pages
+    from .ops import api, health, html, metrics, pages, provider_health, quarantine_pages
 
     logs.configure()
     logs.remember_secrets(logs.secrets_of(app.config, config.SECRETS))
@@ -46,6 +46,7 @@ def create_app(test_config=None):
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(provider_health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(quarantine_pages.bp)
     html.init_app(app)

@@ -115,6 +115,16 @@ def _seconds(value: str) -> int:
     return seconds
 
 
+def _at_least_one(what: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = _whole(value)
+        if number is None or number < 1:
+            raise ValueError(f"expected a whole number of {what}, at least 1")
+        return number
+
+    return parse
+
+
 def _hops(value: str) -> int:
     hops = _whole(value) if value.strip() else 0
     if hops is None or hops > 5:
@@ -180,6 +190,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     # config: 1). Only then does the app believe those headers.
     "PROXY_HOPS": (_hops, 0),
     "DEADLINES": (_deadlines, DEFAULT_DEADLINES),
+    # Provider health (receiver/background/health.py): the recent window a failure rate is
+    # judged over, the trailing baseline before it, and the fewest failures that can fire.
+    "ANOMALY_WINDOW_SECONDS": (_at_least_one("seconds"), 900),
+    "ANOMALY_BASELINE_SECONDS": (_at_least_one("seconds"), 604800),
+    "ANOMALY_MIN_FAILURES": (_at_least_one("failures"), 5),
 }
 
 # Settings that must never appear in logs, pages or error messages.

@@ -142,6 +142,14 @@ def choices(name: str, raw: Any, allowed: Iterable[str] | None) -> tuple[str, ..
     return picked
 
 
+def flag(name: str, raw: Any) -> bool:
+    """Read `true` or `false` (any case); False when absent or empty."""
+    word = (text(name, raw) or "false").lower()
+    if word not in ("true", "false"):
+        raise BadParameter(name, f"{name} must be true or false; got {word[:40]!r}")
+    return word == "true"
+
+
 def ledger_id(name: str, raw: Any) -> str | None:
     """Read a ledger id (a job's id, or a job list cursor): 26 characters of Crockford base32."""
     value = text(name, raw)

@@ -5,12 +5,13 @@ walks one index newest first however large the ledger.
 """
 
 import json
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import BadQuery
 from .ids import id_floor
+from .provider_health import RUNNING, SLOW_INDEX, is_slow, slow_condition, slow_cutoffs
 from .records import EVENT_COLUMNS, JOB_COLUMNS, job_from_row, public_event, public_job
 from .session import Part
 
@@ -39,6 +40,14 @@ class Jobs(Part):
     """Reading jobs and their events (the ledger's `jobs` part): what the API, the pages
     and the CLI ask."""
 
+    def records(self, rows: Sequence[Sequence], now: datetime | None = None) -> list[dict]:
+        """Shape `jobs` rows as job records, `slow` worked out against each kind's p95."""
+        jobs = [job_from_row(r) for r in rows]
+        cutoffs = {}
+        if any(j["state"] in RUNNING for j in jobs):
+            cutoffs = slow_cutoffs(self.session, now or datetime.now(UTC))
+        return [public_job(j, slow=is_slow(j, cutoffs)) for j in jobs]
+
     def get(self, job_id: str, *, with_events: bool = False) -> dict | None:
         """Return one job record, or None if there is no such job.
 
@@ -49,7 +58,7 @@ class Jobs(Part):
         ).fetchone()
         if row is None:
             return None
-        job = public_job(job_from_row(row))
+        job = self.records([row])[0]
         if with_events:
             job["events"] = self.events(job_id)
         return job
@@ -61,7 +70,12 @@ class Jobs(Part):
             " AND service = ?",
             (provider_job_id, provider, service),
         ).fetchone()
-        return None if row is None else public_job(job_from_row(row))
+        return None if row is None else self.records([row])[0]
+
+    def started_at(self, job_id: str) -> str | None:
+        """Return the provider's own start time of a job first seen in a notice, or None."""
+        row = self.conn.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else None
 
     def submission_params(self, job_id: str) -> dict:
         """Return the parameters a job was submitted with ({} for an external job)."""
@@ -100,6 +114,8 @@ class Jobs(Part):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        slow: bool = False,
+        now: datetime | None = None,
     ) -> tuple[list[dict], str | None]:
         """Return one page of jobs, newest first, and the cursor of the next page (or None).
 
@@ -110,36 +126,27 @@ class Jobs(Part):
         :param q: matches the ledger id, the provider's job id or the media id exactly
         :param since: created at or after (aware datetime)
         :param until: created at or before (aware datetime)
+        :param slow: only jobs running past their kind's p95 (store/provider_health.py)
+        :param now: the time `slow` is judged at (default: the clock)
         :raises BadQuery: for an unknown filter, a bad limit or a foreign cursor
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
-        where, params = [], []
-        for column, values in (filters or {}).items():
-            if column not in FILTERS:
-                raise BadQuery(f"unknown filter {column!r}")
-            values = [v for v in values if v]
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                params += values
-        if q:
-            where.append("(id = ? OR provider_job_id = ? OR media_id = ?)")
-            params += [q, q, q]
-        if since is not None:
-            where.append("id >= ?")
-            params.append(id_floor(since))
-        if until is not None:
-            where.append("id < ?")
-            params.append(id_floor(until, after=True))  # until + 1 ms overflows at year 9999
-        if cursor:
-            where.append("id < ?")
-            params.append(decode_cursor(cursor))
+        where, params = _conditions(filters, q, since, until, cursor)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs"
+        now = now or datetime.now(UTC)
+        if slow:
+            condition, slow_params = slow_condition(slow_cutoffs(self.session, now))
+            if condition is None:  # no kind has a p95 yet: nothing is slow
+                return [], None
+            sql += self.backend.hint(SLOW_INDEX)
+            where.insert(0, condition)
+            params = slow_params + params
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         rows = self.conn.execute(sql, (*params, limit + 1)).fetchall()
-        jobs = [public_job(job_from_row(r)) for r in rows[:limit]]
+        jobs = self.records(rows[:limit], now)
         next_cursor = encode_cursor(jobs[-1]["id"]) if len(rows) > limit else None
         return jobs, next_cursor
 
@@ -183,3 +190,34 @@ class Jobs(Part):
             ):
                 out[key][value] = out[key].get(value, 0) + n
         return out
+
+
+def _conditions(
+    filters: dict[str, Iterable[str]] | None,
+    q: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+) -> tuple[list[str], list]:
+    """Turn a job search's filters into SQL conditions and their parameters."""
+    where, params = [], []
+    for column, values in (filters or {}).items():
+        if column not in FILTERS:
+            raise BadQuery(f"unknown filter {column!r}")
+        values = [v for v in values if v]
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            params += values
+    if q:
+        where.append("(id = ? OR provider_job_id = ? OR media_id = ?)")
+        params += [q, q, q]
+    if since is not None:
+        where.append("id >= ?")
+        params.append(id_floor(since))
+    if until is not None:
+        where.append("id < ?")
+        params.append(id_floor(until, after=True))  # until + 1 ms overflows at year 9999
+    if cursor:
+        where.append("id < ?")
+        params.append(decode_cursor(cursor))
+    return where, params

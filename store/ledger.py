@@ -11,6 +11,7 @@
 | `polls` | polls.py | the schedule of polls, API call pacing, the deadline sweep |
 | `dashboard` | dashboard.py | the health strip's and /metrics' reads |
 | `rejections` | rejections.py | rejected hook deliveries, counted per minute |
+| `provider_health` | provider_health.py | failure rates, durations, slow jobs per kind |
 | `retention` | retention.py | pruning old payloads |
 
 Every part shares the ledger's `Session` (store/session.py), the one way a write
@@ -29,6 +30,7 @@ from .dashboard import Dashboard
 from .jobs import Jobs
 from .notices import Notices
 from .polls import Polls
+from .provider_health import ProviderHealth
 from .quarantine import Quarantine
 from .rejections import Rejections
 from .replays import Replays
@@ -75,6 +77,7 @@ class Ledger:
         self.dashboard = Dashboard(self.session)
         self.rejections = Rejections(self.session)
         self.retention = Retention(self.session)
+        self.provider_health = ProviderHealth(self.session)
 
     def __enter__(self) -> "Ledger":
         return self

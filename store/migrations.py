@@ -237,3 +237,71 @@ def add_alert_subjects(db: Database) -> None:
     db.table("alerts").add_column("summary", str)
     db.table("alerts").add_column("detail", str)
     db.execute("CREATE UNIQUE INDEX alerts_subject ON alerts (subject) WHERE subject IS NOT NULL")
+
+
+_SETTLED = "('succeeded', 'partial', 'failed', 'submit_failed', 'timed_out')"
+
+
+@migrations(name="0011_provider_health")
+def add_provider_health(db: Database) -> None:
+    """Durations and settlements of jobs, and what provider health is computed from.
+
+    `settled_at` is when the ledger first learned a job's outcome (its final state or its
+    deadline passing), by the ledger's own clock; `duration_seconds` is written with
+    `finished_at`; `started_at` is a provider's own start time for an external job.
+    `health_hours` holds per-hour tallies that the background pass adds settled jobs to
+    once, `health_totals` the cumulative counters /metrics exposes, and `provider_health`
+    the latest snapshot the API and the dashboard read. Jobs settled before this step get
+    their settlement time from `updated_at`.
+    """
+    jobs = db.table("jobs")
+    for column, kind in (("started_at", str), ("settled_at", str), ("duration_seconds", float)):
+        jobs.add_column(column, kind)
+    db.execute(f"UPDATE jobs SET settled_at = updated_at WHERE state IN {_SETTLED}")
+    db.execute(
+        "UPDATE jobs SET duration_seconds ="
+        " ROUND((julianday(finished_at) - julianday(submitted_at)) * 86400, 3)"
+        " WHERE finished_at IS NOT NULL AND (finished_at > submitted_at"
+        " OR (finished_at = submitted_at AND origin != 'external'))"
+    )
+    db.execute("CREATE INDEX jobs_settled ON jobs (settled_at) WHERE settled_at IS NOT NULL")
+    db.table("health_hours").create(
+        {
+            "hour": str,
+            "provider": str,
+            "service": str,
+            "kind": str,
+            "finished": int,
+            "failed": int,
+            "durations": str,
+        },
+        pk=("hour", "provider", "service", "kind"),
+        not_null={"finished", "failed"},
+    )
+    db.table("health_totals").create(
+        {"provider": str, "service": str, "kind": str, "name": str, "n": float},
+        pk=("provider", "service", "kind", "name"),
+        not_null={"n"},
+    )
+    db.table("provider_health").create(
+        {
+            "provider": str,
+            "service": str,
+            "kind": str,
+            "window_finished": int,
+            "window_failed": int,
+            "baseline_finished": int,
+            "baseline_failed": int,
+            "p50": float,
+            "p95": float,
+            "p99": float,
+            "duration_count": int,
+            "slow_jobs": int,
+            "anomaly": int,
+            "anomaly_reason": str,
+            "anomaly_since": str,
+            "anomaly_seen_at": str,
+            "generated_at": str,
+        },
+        pk=("provider", "service", "kind"),
+    )

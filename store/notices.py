@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from . import states
@@ -66,6 +67,9 @@ class NormalizedEvent(Protocol):
 
     @property
     def occurred_at(self) -> str | None: ...
+
+    @property
+    def started_at(self) -> str | None: ...
 
     @property
     def error_code(self) -> str | None: ...
@@ -133,6 +137,9 @@ def new_job(
         "updated_at": now,
         "finished_at": None,
         "last_event_at": None,
+        "started_at": None,
+        "settled_at": None,
+        "duration_seconds": None,
     }
 
 
@@ -401,6 +408,9 @@ def _merge_notice(job: dict, event: NormalizedEvent, incoming: str | None, new: 
         job["error_code"], job["error_message"] = event.error_code, event.error_message
     if event.preprocess:
         job["preprocess"] = 1
+    # A job first heard of in a notice started when the provider says, if it says.
+    if event.started_at and job["origin"] == "external":
+        job["started_at"] = min(event.started_at, job["started_at"] or event.started_at)
 
 
 def _replay_key(event: NormalizedEvent, replay_of: int) -> bytes:
@@ -497,8 +507,47 @@ def newest_for_media(
     return None if row is None else job_from_row(row)
 
 
+def settle(job: dict) -> None:
+    """Derive the columns that follow from a job's state and times, before it is written.
+
+    `settled_at`: when the ledger first had an outcome for it (a final state, or its
+    deadline passing), by the ledger's clock (the change's `updated_at`), never moved
+    after. `duration_seconds`: `finished_at` minus the start (see `job_start`), None
+    without a finish, when the finish reads earlier than the start, or when an external
+    job was first seen already finished (the ledger never saw it run).
+    """
+    if job["settled_at"] is None and job["state"] in states.SETTLED:
+        job["settled_at"] = job["updated_at"]
+    job["duration_seconds"] = duration_of(job)
+
+
+def job_start(job: dict) -> str:
+    """Return when a job started: its submission, or for a job first seen in a notice the
+    provider's own start time when a notice carried one (else when it was first seen)."""
+    if job["origin"] == "external" and job.get("started_at"):
+        return job["started_at"]
+    return job["submitted_at"]
+
+
+def duration_of(job: dict) -> float | None:
+    """Return a job's `finished_at` minus its start in seconds, or None (see `settle`)."""
+    if not job["finished_at"]:
+        return None
+    try:
+        end = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00"))
+        start = datetime.fromisoformat(job_start(job).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    seconds = (end - start).total_seconds()
+    # First seen already finished, with no start time of the provider's: it was never seen
+    # running, and 0 s would only drag the percentiles down.
+    unseen = job["origin"] == "external" and not job.get("started_at") and seconds <= 0
+    return None if seconds < 0 or unseen else round(seconds, 3)
+
+
 def insert_job(session: Session, job: dict) -> None:
     """Write a new job's row."""
+    settle(job)
     session.conn.execute(
         f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({','.join('?' * len(JOB_FIELDS))})",
         tuple(job[c] for c in JOB_FIELDS),
@@ -507,10 +556,12 @@ def insert_job(session: Session, job: dict) -> None:
 
 def update_job(session: Session, job: dict) -> None:
     """Write what a change may move of a job's row (its id and origin never change)."""
+    settle(job)
     session.conn.execute(
         "UPDATE jobs SET state = ?, outputs = ?, error_code = ?, error_message = ?,"
         " preprocess = ?, finished_at = ?, last_event_at = ?, updated_at = ?,"
-        " provider_job_id = ? WHERE id = ?",
+        " provider_job_id = ?, started_at = ?, settled_at = ?, duration_seconds = ?"
+        " WHERE id = ?",
         (
             job["state"],
             job["outputs"],
@@ -521,6 +572,9 @@ def update_job(session: Session, job: dict) -> None:
             job["last_event_at"],
             job["updated_at"],
             job["provider_job_id"],
+            job["started_at"],
+            job["settled_at"],
+            job["duration_seconds"],
             job["id"],
         ),
     )

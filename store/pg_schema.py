@@ -162,6 +162,51 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE UNIQUE INDEX alerts_subject ON alerts (subject) WHERE subject IS NOT NULL",
         ],
     ),
+    (
+        "0006_provider_health",
+        [
+            "ALTER TABLE jobs ADD COLUMN started_at text",
+            "ALTER TABLE jobs ADD COLUMN settled_at text",
+            "ALTER TABLE jobs ADD COLUMN duration_seconds double precision",
+            "UPDATE jobs SET settled_at = updated_at WHERE state IN"
+            " ('succeeded', 'partial', 'failed', 'submit_failed', 'timed_out')",
+            "UPDATE jobs SET duration_seconds = ROUND(EXTRACT(EPOCH FROM"
+            " (finished_at::timestamptz - submitted_at::timestamptz))::numeric, 3)"
+            " WHERE finished_at IS NOT NULL AND (finished_at > submitted_at"
+            " OR (finished_at = submitted_at AND origin != 'external'))",
+            "CREATE INDEX jobs_settled ON jobs (settled_at) WHERE settled_at IS NOT NULL",
+            """CREATE TABLE health_hours (
+                hour text, provider text, service text, kind text,
+                finished integer NOT NULL,
+                failed integer NOT NULL,
+                durations text,
+                PRIMARY KEY (hour, provider, service, kind)
+            )""",
+            """CREATE TABLE health_totals (
+                provider text, service text, kind text, name text,
+                n double precision NOT NULL,
+                PRIMARY KEY (provider, service, kind, name)
+            )""",
+            """CREATE TABLE provider_health (
+                provider text, service text, kind text,
+                window_finished integer,
+                window_failed integer,
+                baseline_finished integer,
+                baseline_failed integer,
+                p50 double precision,
+                p95 double precision,
+                p99 double precision,
+                duration_count integer,
+                slow_jobs integer,
+                anomaly integer,
+                anomaly_reason text,
+                anomaly_since text,
+                anomaly_seen_at text,
+                generated_at text,
+                PRIMARY KEY (provider, service, kind)
+            )""",
+        ],
+    ),
 ]
 
 

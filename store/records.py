@@ -7,7 +7,7 @@ from collections.abc import Sequence
 JOB_COLUMNS = (
     "id, provider, service, kind, provider_job_id, media_id, state, preprocess, error_code,"
     " error_message, outputs, origin, operation, params, submitted_at, updated_at, finished_at,"
-    " last_event_at"
+    " last_event_at, started_at, settled_at, duration_seconds"
 )
 JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
 EVENT_COLUMNS = (
@@ -22,8 +22,12 @@ def job_from_row(row: Sequence) -> dict:
     return dict(zip(JOB_FIELDS, row, strict=True))
 
 
-def public_job(job: dict) -> dict:
-    """Shape a job as the job record of the API (docs/http-api.md)."""
+def public_job(job: dict, *, slow: bool = False) -> dict:
+    """Shape a job as the job record of the API (docs/http-api.md).
+
+    :param slow: whether it has run past its kind's p95 without a final word (the caller
+      knows the thresholds: store/provider_health.py)
+    """
     return {
         "id": job["id"],
         "provider": job["provider"],
@@ -41,6 +45,8 @@ def public_job(job: dict) -> dict:
         "submitted_at": job["submitted_at"],
         "updated_at": job["updated_at"],
         "finished_at": job["finished_at"],
+        "duration_seconds": job["duration_seconds"],
+        "slow": slow,
     }
 
 

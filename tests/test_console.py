@@ -79,7 +79,8 @@ def test_health_strip_shows_each_feed_with_its_last_notice_and_hourly_count(cons
     post_vod(console, dict(fixture_json("aliyun_vod-TranscodeComplete.json"), VideoId="v2"))
     page = console.get("/").get_data(as_text=True)
     feeds = page[page.index('id="feeds"') : page.index('id="rejections"')]
-    assert "VOD callback" in feeds and "just now" in feeds
+    # Named with its provider: both Alibaba and Tencent have a VOD.
+    assert "<strong>Alibaba VOD callback</strong>" in feeds and "just now" in feeds
     assert '<span class="num">2</span> in the last hour' in feeds
     assert "Tencent" not in feeds  # never heard from: not listed as if it were
 

@@ -32,6 +32,7 @@ from submitter.operations import CLIENTS
 from ..inbound.batch import Backoff, RunResult, StopSignal
 from ..providers import InvalidPayload
 from . import alerts as alerting
+from .health import health_pass
 from .status_apis import READ_BUDGET_S, plan_poll
 
 log = logging.getLogger("jobledger.reconcile")
@@ -130,6 +131,7 @@ def reconcile_pass(
     for job in due[polled:]:  # stopped: give back the claims, as they were, to the others
         ledger.polls.schedule(job["id"], job["next_poll_at"], counted=False)
     stats["timed_out"] += len(alerting.sweep_deadlines(app_config, ledger, now))
+    stats["anomalies"] += _judge_health(app_config, ledger, now)
     # Alerts queued during this pass are newer than its start: deliver as of now.
     delivered = alerting.deliver_alerts(app_config, ledger, max(now, datetime.now(UTC)))
     stats["alerts_sent"] += sum(delivered.values())
@@ -138,6 +140,19 @@ def reconcile_pass(
         stats["payloads_pruned"] += ledger.retention.prune(cutoff)
     due_count = stats.pop("due")
     return {"due": due_count, **{k: n for k, n in sorted(stats.items()) if n}}
+
+
+def _judge_health(app_config: Mapping[str, Any], ledger: Ledger, now: datetime) -> int:
+    """Run the provider health pass; return how many anomalies there are now.
+
+    A failure here is logged and leaves polls, deadlines and alerts to go on: the next
+    pass tries again.
+    """
+    try:
+        return health_pass(app_config, ledger, max(now, datetime.now(UTC)))["anomalies"]
+    except Exception:  # noqa: BLE001 - health must never stop the polls and alerts
+        log.exception("health.pass-failed")
+        return 0
 
 
 def poll_now(app_config: Mapping[str, Any], ledger: Ledger, job_id: str) -> str:

@@ -77,6 +77,7 @@ def job_query() -> dict:
             for f in FILTERS
             if (values := list(params.choices(f, args.getlist(f), KNOWN_VALUES.get(f))))
         },
+        "slow": params.flag("slow", args.get("slow")),
         "q": params.text("q", args.get("q")),
         "since": params.moment("since", args.get("since")),
         "until": params.moment("until", args.get("until")),

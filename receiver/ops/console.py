@@ -24,9 +24,9 @@ log = logging.getLogger("jobledger.pages")
 RESUBMITTABLE = frozenset({states.FAILED, states.PARTIAL, states.SUBMIT_FAILED, states.TIMED_OUT})
 SOURCE_LABELS = {"http": "callback", "mns": "MNS queue", "pull": "pull", "poll": "poll"}
 SERVICE_LABELS = {
-    ("aliyun", "vod"): "VOD",
-    ("aliyun", "mps"): "MPS",
-    ("aliyun", "live"): "Live",
+    ("aliyun", "vod"): "Alibaba VOD",
+    ("aliyun", "mps"): "Alibaba MPS",
+    ("aliyun", "live"): "Alibaba Live",
     ("tencent", "vod"): "Tencent VOD",
 }
 REASON_LABELS = {  # (one, several): "1 bad signature", "3 bad signatures"
@@ -39,7 +39,8 @@ REASON_LABELS = {  # (one, several): "1 bad signature", "3 bad signatures"
 
 
 def feed_label(feed: dict) -> str:
-    """Name a feed the way an operator says it: `VOD callback`, `MPS MNS queue`."""
+    """Name a feed the way an operator says it: `Alibaba VOD callback`, `Alibaba MPS MNS
+    queue`, `Tencent VOD callback` (never a bare `VOD`, which both providers have)."""
     service = SERVICE_LABELS.get((feed["provider"], feed["service"]), feed["service"])
     return f"{service} {SOURCE_LABELS.get(feed['source'], feed['source'])}"
 
@@ -83,6 +84,8 @@ def describe_filters(args) -> str:
     kinds = [v for v in args.getlist("kind") if v]
     if kinds:
         parts.append("kind " + " or ".join(kinds))
+    if args.get("slow") == "true":
+        parts.append("slow")
     if args.get("q"):
         parts.append(f"id {args['q']}")
     if args.get("since"):

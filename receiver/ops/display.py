@@ -241,3 +241,46 @@ def output_rows(outputs: Any, provider: str | None) -> list[dict]:
             }
         )
     return rows
+
+
+def job_times(job: dict, provider_start: str | None = None) -> dict:
+    """Say where each of a job's times comes from, for its page.
+
+    `submitted_at` is the ledger's clock (when it submitted the job, or first heard of
+    it); `finished_at` is the provider's event time when the final notice carried one,
+    else the ledger's clock when it got the final word. A provider's clock can put a finish
+    before the start (a notice replayed from long ago, a job first seen after it
+    finished): then the page says so instead of showing a negative duration.
+    """
+    external = job.get("origin") == "external"
+    finish_clock = None
+    if job.get("finished_at"):
+        final = next(
+            (
+                e
+                for e in job.get("events") or []
+                if e.get("state_after") == job["state"] and not e.get("duplicate_of")
+            ),
+            None,
+        )
+        theirs = final is not None and final.get("occurred_at") == job["finished_at"]
+        finish_clock = "the provider's event time" if theirs else "when jobledger got the word"
+    start, finish = parse_stamp(job.get("submitted_at")), parse_stamp(job.get("finished_at"))
+    seconds = job.get("duration_seconds")
+    if seconds is not None:
+        took = span(seconds)
+        took_from = (
+            "from the provider's own start time"
+            if external and provider_start
+            else ("from when it was first seen here" if external else "from its submission")
+        )
+    else:
+        took, took_from = (None, None)
+    return {
+        "start_label": "first seen here" if external else "submitted",
+        "provider_start": provider_start if external else None,
+        "finish_clock": finish_clock,
+        "finish_before_start": bool(start and finish and finish < start),
+        "took": took,
+        "took_from": took_from,
+    }

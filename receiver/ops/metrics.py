@@ -21,7 +21,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from store.provider_health import PROM_BUCKETS
 
 from ..auth import require_ops
 from ..db import get_ledger
@@ -102,6 +104,65 @@ class LedgerCollector:
         )
         pending.add_metric([], self.snapshot["alerts_pending"])
         yield from (notices, consumed, jobs, oldest, sent, failed, pending)
+        if "health" in self.snapshot:
+            yield from health_metrics(self.snapshot["health"])
+
+
+GROUP = ["provider", "service", "kind"]
+
+
+def health_metrics(health: dict):
+    """Provider health as metrics: settled jobs by outcome, the duration histogram (both
+    cumulative, counted once by the background pass, so correct across every process), slow
+    jobs and anomalies now."""
+    finished = CounterMetricFamily(
+        "jobledger_jobs_finished",
+        "Jobs settled, by outcome (succeeded, partial, failed, submit_failed, timed_out),"
+        " counted by the reconcile pass a minute after they settle.",
+        labels=[*GROUP, "outcome"],
+    )
+    durations = HistogramMetricFamily(
+        "jobledger_job_duration_seconds",
+        "Time to complete of jobs that succeeded, partly succeeded or failed: finished_at"
+        " minus the submission (or the provider's start of an external job).",
+        labels=GROUP,
+    )
+    per_group: dict[tuple, dict[str, float]] = {}
+    for provider, service, kind, name, n in health["totals"]:
+        per_group.setdefault((provider, service, kind), {})[name] = n
+    for group, values in sorted(per_group.items()):
+        for name, n in values.items():
+            if name.startswith("outcome:"):
+                finished.add_metric([*group, name.split(":", 1)[1]], n)
+        count = values.get("duration:count", 0.0)
+        if count:
+            buckets = [(str(b), values.get(f"le:{b}", 0.0)) for b in PROM_BUCKETS]
+            durations.add_metric(
+                list(group), [*buckets, ("+Inf", count)], values.get("duration:sum", 0.0)
+            )
+    slow = GaugeMetricFamily(
+        "jobledger_jobs_slow",
+        "Jobs running longer than their kind's p95 without a final word, as of the last"
+        " reconcile pass.",
+        labels=GROUP,
+    )
+    for row in health["snapshot"]:
+        slow.add_metric([row["provider"], row["service"], row["kind"]], row["slow_jobs"] or 0)
+    anomaly = GaugeMetricFamily(
+        "jobledger_provider_anomaly",
+        "1 while a kind's failure rate is anomalous (the dashboard's banner), else 0.",
+        labels=GROUP,
+    )
+    for row in health["snapshot"]:
+        anomaly.add_metric([row["provider"], row["service"], row["kind"]], row["anomaly"] or 0)
+    generated = GaugeMetricFamily(
+        "jobledger_health_generated_timestamp_seconds",
+        "When the reconcile pass last worked out provider health (Unix time; 0: never).",
+    )
+    stamp = health["generated_at"]
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    generated.add_metric([], when)
+    yield from (finished, durations, slow, anomaly, generated)
 
 
 @bp.before_request
@@ -119,6 +180,14 @@ def metrics():
     else:
         process = REGISTRY
     ledger = CollectorRegistry(auto_describe=False)
-    ledger.register(LedgerCollector(get_ledger().dashboard.metrics_snapshot(), datetime.now(UTC)))
+    now = datetime.now(UTC)
+    snapshot = get_ledger().dashboard.metrics_snapshot()
+    health = get_ledger().provider_health
+    snapshot["health"] = {
+        "totals": health.totals(),
+        "snapshot": health.snapshot(),
+        "generated_at": health.generated_at(),
+    }
+    ledger.register(LedgerCollector(snapshot, now))
     body = generate_latest(process) + generate_latest(ledger)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -6,6 +6,7 @@ called with generated inputs and every answer is checked against this document.
 
 from .openapi_schema import (
     ERROR,
+    HEALTH,
     NULLABLE_STR,
     PROVIDERS,
     ROW_ID,
@@ -123,6 +124,11 @@ PATHS = {
                 list_param("service", "vod, mps or live; repeat for several"),
                 list_param("kind", "job kind; repeat for several"),
                 query("q", "ledger id, provider job id or media id, exactly", {"type": "string"}),
+                query(
+                    "slow",
+                    "only jobs running past their kind's p95",
+                    {"type": "string", "enum": ["true", "false"]},
+                ),
                 *_SINCE_UNTIL_LIMIT,
                 query(
                     "cursor",
@@ -185,6 +191,13 @@ PATHS = {
                 "404": ERROR,
             },
         }
+    },
+    "/api/health/providers": {
+        "get": {
+            "operationId": "providerHealth",
+            "summary": "Failure rates, anomalies and durations per provider, service and kind",
+            "responses": {"200": json_body(HEALTH), **_OPS_ERRORS},
+        },
     },
     "/api/stats": {
         "get": {

@@ -54,6 +54,8 @@ JOB = {
         "submitted_at",
         "updated_at",
         "finished_at",
+        "duration_seconds",
+        "slow",
     ],
     "properties": {
         "id": {"type": "string", "description": "ledger id, sortable by creation"},
@@ -86,6 +88,70 @@ JOB = {
         "submitted_at": {"type": "string"},
         "updated_at": {"type": "string"},
         "finished_at": NULLABLE_STR,
+        "duration_seconds": {
+            "type": "number",
+            "nullable": True,
+            "description": "finished_at minus the start; null while it runs, or when the"
+            " finish reads earlier than the start",
+        },
+        "slow": {
+            "type": "boolean",
+            "description": "running past its kind's p95 (from at least 20 finished jobs)",
+        },
+    },
+}
+_COUNTS = {
+    "type": "object",
+    "required": ["finished", "failed", "failure_rate"],
+    "properties": {
+        "finished": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "failure_rate": {"type": "number", "nullable": True},
+    },
+}
+_PERCENTILE = {"type": "number", "nullable": True}
+HEALTH_GROUP = {
+    "type": "object",
+    "required": [
+        "provider",
+        "service",
+        "kind",
+        "window",
+        "baseline",
+        "anomaly",
+        "anomaly_reason",
+        "duration_seconds",
+    ],
+    "properties": {
+        "provider": {"type": "string"},
+        "service": {"type": "string"},
+        "kind": {"type": "string"},
+        "window": _COUNTS,
+        "baseline": _COUNTS,
+        "anomaly": {"type": "boolean"},
+        "anomaly_reason": NULLABLE_STR,
+        "anomaly_since": NULLABLE_STR,
+        "slow_jobs": {"type": "integer", "description": "its slow jobs, as of the last pass"},
+        "duration_seconds": {
+            "type": "object",
+            "required": ["p50", "p95", "p99", "count"],
+            "properties": {
+                "p50": _PERCENTILE,
+                "p95": _PERCENTILE,
+                "p99": _PERCENTILE,
+                "count": {"type": "integer"},
+            },
+        },
+    },
+}
+HEALTH = {
+    "type": "object",
+    "required": ["groups", "generated_at"],
+    "properties": {
+        "groups": {"type": "array", "items": HEALTH_GROUP},
+        "generated_at": NULLABLE_STR,
+        "window_seconds": {"type": "integer"},
+        "baseline_seconds": {"type": "integer"},
     },
 }
 EVENT = {

@@ -23,6 +23,7 @@ from ..db import get_ledger
 from . import console, display, notices
 from .api import KNOWN_VALUES, ROW_ID, job_query
 from .html import guard, pretty
+from .provider_health import dashboard_view
 from .replay import replay_event as replay_one
 
 bp = guard(Blueprint("pages", __name__))
@@ -57,6 +58,7 @@ def dashboard():
         oldest=ledger.dashboard.oldest_unfinished(),
         alerts=ledger.alerts.recent(),
         health=health,
+        provider_health=dashboard_view(ledger, current_app.config, now),
     )
 
 
@@ -85,7 +87,7 @@ def job_list():
         previous = trail[-1] if trail else "-"
         newer_url = page_url(None if previous == "-" else previous, trail[:-1])
     exact_total = None
-    if not (query["q"] or query["since"] or query["until"]):
+    if not (query["q"] or query["since"] or query["until"] or query["slow"]):
         exact_total = ledger.jobs.count(query["filters"])
     return render_template(
         "jobs/index.html",
@@ -114,6 +116,7 @@ def job_detail(job_id: str):
     return render_template(
         "jobs/detail.html",
         job=job,
+        times=display.job_times(job, ledger.jobs.started_at(job_id)),
         error=display.job_error(job),
         outputs=display.output_rows(job["outputs"], job["provider"]),
         alerts=ledger.alerts.for_job(job_id),

@@ -43,6 +43,9 @@ class Event:
     media_id: str | None = None
     state: str | None = None  # the state it reports; None: no state of its own
     occurred_at: str | None = None  # provider's time, ISO 8601 UTC
+    # When the provider says it began the work (task created, or processing begun), ISO 8601
+    # UTC; the start of a job first seen in a notice when it carries one.
+    started_at: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     outputs: tuple = field(default=())
@@ -254,6 +257,12 @@ def parse_time(value: Any) -> str | None:
         return None
     # The ledger's timestamp form: ISO 8601 UTC with milliseconds, `2026-11-21T05:35:21.123Z`.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def earliest(values: Any) -> str | None:
+    """Return the earliest of provider timestamps (any form parse_time reads), or None."""
+    moments = [m for m in (parse_time(v) for v in values) if m]
+    return min(moments) if moments else None
 
 
 def text(value: Any) -> str | None:

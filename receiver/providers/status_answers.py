@@ -16,7 +16,17 @@ from typing import Any
 
 from . import base as states
 from .aliyun import mps as aliyun_mps
-from .base import Event, InvalidPayload, as_dict, as_list, compact, dedup_key, parse_time, text
+from .base import (
+    Event,
+    InvalidPayload,
+    as_dict,
+    as_list,
+    compact,
+    dedup_key,
+    earliest,
+    parse_time,
+    text,
+)
 from .tencent import v3_tasks as tencent_v3_tasks
 from .tencent.procedure import v2_flow
 from .tencent.tasks import FAILED
@@ -121,6 +131,7 @@ def vod_transcode_task(answer: dict, api: str) -> Event | None:
         error_code=text(failed.get("ErrorCode")),
         error_message=text(failed.get("ErrorMessage")),
         occurred_at=parse_time(task.get("CompleteTime")),
+        started_at=parse_time(task.get("CreationTime")),
     )
 
 
@@ -182,6 +193,10 @@ def _tencent(api: str, answer: dict, read: Callable[[], dict], status: str) -> E
         fields = read()
     except InvalidPayload:
         return None
+    # The answer's own creation time (3.0 `CreateTime`, v2 `createTime` in Unix seconds).
+    fields["started_at"] = earliest(
+        [answer.get("CreateTime"), answer.get("createTime"), fields.get("started_at")]
+    )
     if status in TASK_STATES and fields.get("state") != states.FAILED:
         fields |= {"state": TASK_STATES[status], "error_code": None, "error_message": None}
     elif status == "ABORTED":

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .. import base as states
-from ..base import InvalidPayload, text, truthy
+from ..base import InvalidPayload, earliest, text, truthy
 
 
 def _status(value: Any) -> str | None:
@@ -95,6 +95,8 @@ def _transcode_complete(doc: dict) -> dict:
         "state": _outcome(top, streams, doc),
         "preprocess": preprocess,
         "outputs": tuple(_output(s, "FileUrl") for s in streams),
+        # Each stream says when its transcoding began (newer payloads): the first began the job.
+        "started_at": earliest(s.get("StartTime") for s in streams),
         **_error(doc, streams),
     }
 
@@ -109,6 +111,7 @@ def _stream_transcode_complete(doc: dict) -> dict:
         "media_id": _video(doc),
         "state": states.PROCESSING,
         "outputs": (_output(stream, "FileUrl"),),
+        "started_at": earliest([doc.get("StartTime")]),
     }
 
 

@@ -8,7 +8,7 @@ of `DescribeTaskDetail` and `GetTaskInfo`.
 from collections.abc import Mapping
 
 from .. import base as states
-from ..base import InvalidPayload, parse_time, text
+from ..base import InvalidPayload, earliest, parse_time, text
 from .tasks import FAILED, error_code, message, output, status_word
 
 V3_RESULT_SETS = (
@@ -39,6 +39,7 @@ def subtask_v3(item: dict) -> dict:
         "message": message(sub),
         "output": sub.get("Output"),
         "finished": parse_time(sub.get("FinishTime")),
+        "began": parse_time(sub.get("BeginProcessTime")),
     }
 
 
@@ -51,6 +52,7 @@ def subtask_v2(item: dict) -> dict:
         "message": message(item),
         "output": item.get("output"),
         "finished": None,
+        "began": None,
     }
 
 
@@ -94,6 +96,11 @@ def flow(task: Mapping, keys: dict, subtasks: list[dict], media: list[dict], kin
         "media_id": text(task.get(keys["file"])) or text(task.get("FileId")),
         "outputs": tuple(outputs),
         "occurred_at": max(finished) if finished else None,
+        # The flow's own creation time (DescribeTaskDetail, GetTaskInfo), else its first
+        # subtask's start.
+        "started_at": earliest(
+            [task.get("CreateTime"), task.get("createTime")] + [s["began"] for s in subtasks]
+        ),
     }
     top_code = error_code({"ErrCode": task.get(keys["code"], task.get("ErrCode"))})
     if top_code is not None:

@@ -4,7 +4,7 @@ The same row reads the event and the DescribeTaskDetail answer, so a task settle
 way however the news of it arrives.
 """
 
-from ..base import InvalidPayload, parse_time, text
+from ..base import InvalidPayload, earliest, parse_time, text
 from .procedure import v3_flow
 from .tasks import outputs, path, settle
 from .v3_table import SPECS, TaskSpec
@@ -44,5 +44,6 @@ def read(spec: TaskSpec, task: object) -> dict:
         "media_id": media,
         "outputs": outputs(path(task, o) for o in spec.outputs),
         "occurred_at": parse_time(task.get("FinishTime")),
+        "started_at": earliest([task.get("CreateTime"), task.get("BeginProcessTime")]),
         **settle(task, parts),
     }
