@@ -36,12 +36,13 @@ def create_app(test_config=None):
 
     from . import cli, db, errors, logs
     from .inbound import hooks
-    from .ops import api, health, metrics, pages
+    from .ops import api, endpoints_api, health, metrics, pages
 
     logs.configure()
     db.init_app(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(endpoints_api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(metrics.bp)

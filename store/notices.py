@@ -27,7 +27,7 @@ from typing import Protocol
 
 from . import states
 from .ids import new_id, utcnow
-from .records import JOB_COLUMNS, JOB_FIELDS, job_from_row
+from .records import JOB_COLUMNS, JOB_FIELDS, job_from_row, public_job
 from .session import Part, Session
 
 _OPEN = tuple(states.OPEN)
@@ -112,8 +112,12 @@ def new_job(
     media_id: str | None = None,
     operation: str | None = None,
     params: str | None = None,
+    metadata: str | None = None,
 ) -> dict:
-    """Return the column values of a job not yet written (every column, in no order)."""
+    """Return the column values of a job not yet written (every column, in no order).
+
+    :param metadata: the application's own JSON object, as text (None: `{}`)
+    """
     return {
         "id": new_id(),
         "provider": provider,
@@ -133,6 +137,7 @@ def new_job(
         "updated_at": now,
         "finished_at": None,
         "last_event_at": None,
+        "metadata": metadata,
     }
 
 
@@ -572,10 +577,15 @@ def count_notice(
 
 
 def state_changed(session: Session, job: dict, old: str | None, new: str | None) -> None:
-    """Keep `job_counts` in step with a state change, and queue its alert, in the caller's
-    transaction: the outbox row commits or rolls back with the change itself."""
+    """Keep `job_counts` in step with a state change, and queue its alert and its message,
+    in the caller's transaction: the outbox rows commit or roll back with the change itself.
+
+    `new` None is a job going away (folded into another by a merge): counted, no message.
+    """
     if old == new:
         return
+    if new is not None:
+        queue_message(session, job, old, new)
     if new in states.ALERTING:
         session.conn.execute(
             "INSERT INTO alerts (job_id, state, created_at, error_code, error_message)"
@@ -592,6 +602,28 @@ def state_changed(session: Session, job: dict, old: str | None, new: str | None)
                 " shard) DO UPDATE SET n = job_counts.n + excluded.n",
                 (*scope, state, shard, delta),
             )
+
+
+def queue_message(session: Session, job: dict, old: str | None, new: str) -> None:
+    """Write the outbound message of one state change: one insert, its sequence counted
+    from the job's earlier messages (its row is held, so changes of a job are serialized).
+
+    The job record is kept as it is now; the `deliver` process fans the message out to
+    the endpoints and builds each body from this row (store/deliveries.py).
+    """
+    session.conn.execute(
+        "INSERT INTO messages (job_id, sequence, state, previous_state, created_at, data)"
+        " VALUES (?, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM messages WHERE job_id = ?),"
+        " ?, ?, ?, ?)",
+        (
+            job["id"],
+            job["id"],
+            new,
+            old,
+            utcnow(),
+            json.dumps(public_job({**job, "state": new}), ensure_ascii=False),
+        ),
+    )
 
 
 def _shard(session: Session) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 JOB_COLUMNS = (
     "id, provider, service, kind, provider_job_id, media_id, state, preprocess, error_code,"
     " error_message, outputs, origin, operation, params, submitted_at, updated_at, finished_at,"
-    " last_event_at"
+    " last_event_at, metadata"
 )
 JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
 EVENT_COLUMNS = (
@@ -41,6 +41,7 @@ def public_job(job: dict) -> dict:
         "submitted_at": job["submitted_at"],
         "updated_at": job["updated_at"],
         "finished_at": job["finished_at"],
+        "metadata": json.loads(job["metadata"]) if job.get("metadata") else {},
     }
 
 

@@ -1,0 +1,258 @@
+"""The `deliver` process: send every job's messages to the endpoints that want them,
+signed, in order per job and endpoint, at least once.
+
+The main thread fans new messages out to endpoints and hands each endpoint that has due
+work to a sender thread; an endpoint is worked on by one sender of this process at a
+time, and a sender claims at most BATCH of its deliveries (a lease in the ledger) before
+sending them one by one. So a slow or dead endpoint holds only its own sender, and
+memory stays bounded: at most MAX_SENDERS batches of BATCH messages are held at once.
+Several `deliver` processes share the work through the claims (store/deliveries.py).
+
+Each attempt is recorded as soon as it ends. A failed attempt is retried after the next
+wait of RECEIVER_DELIVERY_RETRY_SECONDS (plus up to 20 % jitter, never less); a
+`Retry-After` on 429 or 503 is honoured between that wait and twice it. After the last
+wait the delivery is `failed`. `410 Gone` disables the endpoint at once; an endpoint that
+failed every attempt for RECEIVER_DELIVERY_DISABLE_AFTER_SECONDS is disabled, with an
+alert. On SIGTERM, senders finish the attempt in hand and give back the rest of their
+claims: nothing is lost, and what was in flight is sent again by whoever claims it next.
+"""
+
+import logging
+import queue
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from store import Ledger, open_ledger
+from store.deliveries import message_body, webhook_id
+from store.endpoints import shown_url
+
+from ..inbound.batch import RunResult, StopSignal
+from . import signing, transport
+
+log = logging.getLogger("jobledger.deliver")
+BATCH = 8  # deliveries one sender claims at a time
+MAX_SENDERS = 32  # endpoints this process sends to at once
+FANOUT_LIMIT = 500  # messages fanned out per transaction
+IDLE_S = 0.1  # the main loop's wait when nothing happened
+LEASE_MARGIN_S = 10
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The delivery settings, read once."""
+
+    waits: tuple[int, ...]
+    timeout: int
+    disable_after: int
+    allow_private: bool
+    source: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Policy":
+        """Read the RECEIVER_DELIVERY_* settings and the public URL (the message source)."""
+        return cls(
+            waits=tuple(config["DELIVERY_RETRY_SECONDS"]),
+            timeout=config["DELIVERY_TIMEOUT_SECONDS"],
+            disable_after=config["DELIVERY_DISABLE_AFTER_SECONDS"],
+            allow_private=config["DELIVERY_ALLOW_PRIVATE"],
+            source=config["PUBLIC_URL"],
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim lasts: a batch's attempts at their longest, and a margin."""
+        return timedelta(seconds=self.timeout * BATCH + LEASE_MARGIN_S)
+
+
+def decide(policy: Policy, series: int, answer: transport.Answer, now: datetime) -> dict:
+    """Work out what follows an attempt: the delivery's status, its next attempt, and
+    whether the endpoint is to be disabled.
+
+    :param series: attempts made before this one since the delivery was (re)queued
+    """
+    outcome: dict[str, Any] = {
+        "status": "delivered",
+        "next_attempt_at": None,
+        "disable": None,
+        "disable_if_failing_since": now - timedelta(seconds=policy.disable_after),
+    }
+    if answer.ok:
+        return outcome
+    if answer.status_code == 410:
+        outcome["disable"] = "answered 410 Gone"
+    if series >= len(policy.waits):
+        outcome["status"] = "failed"
+        return outcome
+    scheduled = policy.waits[series]
+    wait = scheduled * random.uniform(1.0, 1.2)
+    if answer.status_code in (429, 503) and answer.retry_after is not None:
+        wait = max(wait, min(answer.retry_after, 2 * scheduled))
+    outcome.update(status="pending", next_attempt_at=now + timedelta(seconds=wait))
+    return outcome
+
+
+def send(policy: Policy, target: dict, message: dict) -> transport.Answer:
+    """Make one attempt to send a message to an endpoint (HTTP, SNS or SQS)."""
+    body = message_body(message, policy.source)
+    mid = webhook_id(message["job_id"], message["sequence"])
+    headers = signing.headers(mid, body, target["keys"], datetime.now(UTC))
+    url = target["url"]
+    if transport.kind_of(url) == "http":
+        return transport.post(
+            url,
+            body.encode(),
+            headers,
+            timeout=policy.timeout,
+            allow_private=policy.allow_private,
+        )
+    return transport.publish(
+        url,
+        body,
+        timeout=policy.timeout,
+        attributes=headers,
+        group_id=message["job_id"],
+        dedup_id=mid,
+    )
+
+
+class Senders:
+    """The sender threads of one process: each takes an endpoint, claims a batch of its
+    due deliveries, sends them in order and records each attempt."""
+
+    def __init__(self, config: Mapping[str, Any], stop: threading.Event):
+        self.config, self.stop = config, stop
+        self.policy = Policy.from_config(config)
+        self.busy: set[str] = set()
+        self.work: queue.Queue[str] = queue.Queue()
+        self.woke = threading.Event()  # a batch ended: look for more work at once
+        self.stats: Counter = Counter()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def dispatch(self, endpoint_id: str) -> None:
+        """Hand an endpoint to a sender, unless one of this process has it already."""
+        with self._lock:
+            if endpoint_id in self.busy:
+                return
+            self.busy.add(endpoint_id)
+            if self._idle == 0 and len(self._threads) < MAX_SENDERS:
+                thread = threading.Thread(target=self._run, name="sender", daemon=True)
+                self._threads.append(thread)
+                self._idle += 1
+                thread.start()
+        self.work.put(endpoint_id)
+
+    def idle(self) -> bool:
+        """Tell whether no endpoint is being worked on."""
+        with self._lock:
+            return not self.busy
+
+    def join(self) -> None:
+        """Wait for every sender to finish the attempt in hand (after `stop` is set)."""
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        with open_ledger(self.config["DATABASE"], self.config["DURABILITY"]) as ledger:
+            while not self.stop.is_set():
+                try:
+                    endpoint_id = self.work.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    self._idle -= 1
+                try:
+                    self._batch(ledger, endpoint_id)
+                except Exception:  # noqa: BLE001 - one endpoint's trouble stops no other
+                    extra = {"endpoint": endpoint_id}
+                    log.error("deliver.batch-failed", exc_info=True, extra=extra)
+                finally:
+                    with self._lock:
+                        self.busy.discard(endpoint_id)
+                        self._idle += 1
+                    self.woke.set()
+
+    def _batch(self, ledger: Ledger, endpoint_id: str) -> None:
+        token, now = uuid.uuid4().hex, datetime.now(UTC)
+        claimed = ledger.deliveries.claim(endpoint_id, now, now + self.policy.lease, token, BATCH)
+        target = ledger.endpoints.target(endpoint_id, now) if claimed else None
+        for i, message in enumerate(claimed):
+            if self.stop.is_set() or target is None:
+                ledger.deliveries.release([m["delivery_id"] for m in claimed[i:]], token)
+                return
+            answer = send(self.policy, target, message)
+            at = datetime.now(UTC)
+            outcome = decide(self.policy, message["series"], answer, at)
+            attempt = {
+                "delivery_id": message["delivery_id"],
+                "endpoint_id": endpoint_id,
+                "claim": token,
+                "at": at,
+                "status_code": answer.status_code,
+                "error": answer.error,
+                "duration_ms": answer.duration_ms,
+                "excerpt": answer.excerpt,
+            }
+            result = ledger.deliveries.record_attempt(attempt, outcome)
+            self._note(endpoint_id, target["url"], message, answer, outcome, result)
+            if result["disabled"]:
+                ledger.deliveries.release([m["delivery_id"] for m in claimed[i + 1 :]], token)
+                return
+
+    def _note(self, endpoint_id, url, message, answer, outcome, result) -> None:
+        """Count an attempt, and log it unless it simply worked."""
+        with self._lock:
+            self.stats["attempts"] += 1
+            self.stats["delivered" if answer.ok else "failed_attempts"] += 1
+            if outcome["status"] == "failed":
+                self.stats["failed"] += 1
+        if answer.ok:
+            return
+        extra = {
+            "endpoint": endpoint_id,
+            "url": shown_url(url),
+            "delivery_id": message["delivery_id"],
+            "status_code": answer.status_code,
+            "error": answer.error,
+            "outcome": outcome["status"],
+        }
+        log.warning("deliver.attempt-failed", extra=extra)
+        if result["disabled"]:
+            log.error("deliver.endpoint-disabled", extra={**extra, "reason": result["disabled"]})
+
+
+def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
+    """Deliver until SIGTERM/SIGINT, or with `once` until nothing is due now.
+
+    :returns: with `once`, the counts of what was done, as the one summary line
+    """
+    stop = threading.Event()
+    senders = Senders(config, stop)
+    fanned = 0
+    with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as ledger:
+        try:
+            while not stop.is_set():
+                now = datetime.now(UTC)
+                n = ledger.deliveries.fan_out(now, FANOUT_LIMIT)
+                fanned += n
+                due = ledger.deliveries.due_endpoints(now)
+                for endpoint_id in due:
+                    senders.dispatch(endpoint_id)
+                if once and not n and not due and senders.idle():
+                    break
+                if n < FANOUT_LIMIT:
+                    senders.woke.wait(IDLE_S)
+                    senders.woke.clear()
+        finally:
+            stop.set()
+            senders.join()
+        pending = sum(ledger.deliveries.snapshot()["pending"].values())
+    line = {"fanned_out": fanned, **senders.stats, "pending": pending}
+    return RunResult([line] if once else [])
