@@ -40,7 +40,7 @@ BATCH = 8  # deliveries one sender claims at a time
 MAX_SENDERS = 32  # endpoints this process sends to at once
 FANOUT_LIMIT = 500  # messages fanned out per transaction
 IDLE_S = 0.1  # the main loop's wait when nothing happened
-LEASE_MARGIN_S = 10
+LEASE_MARGIN_S = 5
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ class Senders:
         self.stats: Counter = Counter()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._idle = 0  # sender threads waiting for an endpoint
+        self._waiting = 0  # endpoints handed over but not yet taken by a sender
 
     def dispatch(self, endpoint_id: str) -> None:
         """Hand an endpoint to a sender, unless one of this process has it already."""
@@ -142,12 +143,13 @@ class Senders:
             if endpoint_id in self.busy:
                 return
             self.busy.add(endpoint_id)
-            if self._idle == 0 and len(self._threads) < MAX_SENDERS:
+            self._waiting += 1
+            if self._waiting > self._idle and len(self._threads) < MAX_SENDERS:
                 thread = threading.Thread(target=self._run, name="sender", daemon=True)
                 self._threads.append(thread)
                 self._idle += 1
                 thread.start()
-        self.work.put(endpoint_id)
+            self.work.put(endpoint_id)
 
     def idle(self) -> bool:
         """Tell whether no endpoint is being worked on."""
@@ -168,6 +170,7 @@ class Senders:
                     continue
                 with self._lock:
                     self._idle -= 1
+                    self._waiting -= 1
                 try:
                     self._batch(ledger, endpoint_id)
                 except Exception:  # noqa: BLE001 - one endpoint's trouble stops no other
@@ -228,24 +231,26 @@ class Senders:
             log.error("deliver.endpoint-disabled", extra={**extra, "reason": result["disabled"]})
 
 
-def run(config: Mapping[str, Any], *, once: bool) -> RunResult:
-    """Deliver until SIGTERM/SIGINT, or with `once` until nothing is due now.
+def run(config: Mapping[str, Any], *, once: bool, stop: threading.Event | None = None) -> RunResult:
+    """Deliver until SIGTERM/SIGINT (or `stop` is set), or with `once` until nothing is due.
 
     :returns: with `once`, the counts of what was done, as the one summary line
     """
-    stop = threading.Event()
+    stop = stop or threading.Event()
     senders = Senders(config, stop)
     fanned = 0
     with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as ledger:
         try:
             while not stop.is_set():
+                # Read before the queries: idle then means every attempt is recorded.
+                idle = senders.idle()
                 now = datetime.now(UTC)
                 n = ledger.deliveries.fan_out(now, FANOUT_LIMIT)
                 fanned += n
                 due = ledger.deliveries.due_endpoints(now)
                 for endpoint_id in due:
                     senders.dispatch(endpoint_id)
-                if once and not n and not due and senders.idle():
+                if once and idle and not n and not due:
                     break
                 if n < FANOUT_LIMIT:
                     senders.woke.wait(IDLE_S)
