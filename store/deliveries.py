@@ -407,6 +407,27 @@ class Deliveries(Part):
             )
         return out
 
+    def waiting(self) -> dict[str, Any]:
+        """Return how many deliveries are pending and since when the oldest message waits."""
+        pending = self.conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()[0]
+        return {"pending": pending, "oldest_pending": self._oldest_pending()}
+
+    def _oldest_pending(self) -> str | None:
+        """Return the time of the change behind the oldest message not yet delivered."""
+        oldest_delivery = self.conn.execute(
+            "SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()[0]
+        # Messages not fanned out yet wait for someone only if there is an endpoint at all.
+        hint = self.backend.hint("messages_unfanned")
+        unfanned = self.conn.execute(
+            f"SELECT created_at FROM messages{hint} WHERE fanned = 0"
+            " AND EXISTS (SELECT 1 FROM endpoints) ORDER BY id LIMIT 1"
+        ).fetchone()
+        stamps = [s for s in (oldest_delivery, unfanned and unfanned[0]) if s]
+        return min(stamps) if stamps else None
+
     def snapshot(self) -> dict[str, Any]:
         """Return the figures /metrics and the dashboard read: attempts by endpoint, outcome
         and duration bucket, pending deliveries per endpoint, and the oldest pending time."""
@@ -418,18 +439,8 @@ class Deliveries(Part):
             "SELECT endpoint_id, COUNT(*) FROM deliveries WHERE status = 'pending'"
             " GROUP BY endpoint_id"
         ).fetchall()
-        oldest_delivery = self.conn.execute(
-            "SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'"
-        ).fetchone()[0]
-        # Messages not fanned out yet wait for someone only if there is an endpoint at all.
-        hint = self.backend.hint("messages_unfanned")
-        unfanned = self.conn.execute(
-            f"SELECT created_at FROM messages{hint} WHERE fanned = 0"
-            " AND EXISTS (SELECT 1 FROM endpoints) ORDER BY id LIMIT 1"
-        ).fetchone()
-        stamps = [s for s in (oldest_delivery, unfanned and unfanned[0]) if s]
         return {
             "counts": counts,
             "pending": dict(pending),
-            "oldest_pending": min(stamps) if stamps else None,
+            "oldest_pending": self._oldest_pending(),
         }

@@ -280,4 +280,5 @@ def resubmit(job_id: str):
     return redirect(url_for("pages.job_detail", job_id=result.job["id"]), 303)
 
 
-from . import quarantine_pages  # noqa: E402, F401 - its routes join this blueprint
+from . import quarantine_pages  # noqa: E402, F401, I001 - its routes join this blueprint
+from . import endpoint_pages  # noqa: E402, F401, I001 - its routes join this blueprint
