@@ -54,6 +54,7 @@ JOB = {
         "submitted_at",
         "updated_at",
         "finished_at",
+        "metadata",
     ],
     "properties": {
         "id": {"type": "string", "description": "ledger id, sortable by creation"},
@@ -86,6 +87,7 @@ JOB = {
         "submitted_at": {"type": "string"},
         "updated_at": {"type": "string"},
         "finished_at": NULLABLE_STR,
+        "metadata": {"type": "object", "description": "the application's own, {} if none"},
     },
 }
 EVENT = {
