@@ -2,7 +2,8 @@
 
 More fixtures come from the plugins registered below: `engines` (SQLite and a throwaway
 PostgreSQL cluster), `proxy` (nginx), `provider_env` (local provider fakes), `browser`
-(Chromium). Helpers that tests import are plain functions in `tests/helpers.py`.
+(Chromium), `aws` (moto's server for SNS and SQS). Helpers that tests import are plain
+functions in `tests/helpers.py`.
 """
 
 import os
@@ -25,6 +26,7 @@ pytest_plugins = [
     "tests.proxy",
     "tests.provider_env",
     "tests.browser",
+    "tests.aws",
 ]
 
 

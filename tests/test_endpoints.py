@@ -427,3 +427,80 @@ def test_metrics_count_deliveries_by_endpoint_and_outcome(open_app, ledger, rece
     ledger.deliveries.fan_out(datetime.now(UTC))
     text = client.get("/metrics").get_data(as_text=True)
     assert f'jobledger_deliveries_pending{{endpoint="{eid}"}} 1.0' in text
+
+
+# -- SNS topics and SQS queues, through boto3, against moto's server ------------------------
+
+
+def test_sqs_fifo_and_sns_endpoints_get_signed_messages(ledger, make_app, moto_server):
+    import boto3
+
+    from tests.receivers import spec_verify
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    fifo = sqs.create_queue(QueueName="jobs.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    plain = sqs.create_queue(QueueName="topic-copy")["QueueUrl"]
+    topic = sns.create_topic(Name="jobs")["TopicArn"]
+    plain_arn = sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=plain_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    client = make_app().test_client()
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"
+    to_queue = create(client, url=queue_url).get_json()
+    to_topic = create(client, url=topic).get_json()
+    job = ledger.submissions.begin(
+        provider="aliyun",
+        service="vod",
+        kind="preprocess",
+        operation="aliyun.vod.SubmitPreprocessJobs",
+        params={"VideoId": "v1"},
+        metadata='{"order": 1}',
+    )
+    ledger.submissions.finish(job["id"], state="submitted", provider_job_id="pj1")
+    summary = deliver.run(make_app().config, once=True).lines[0]
+    assert summary["delivered"] == 4, summary
+    got = sqs.receive_message(
+        QueueUrl=fifo,
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+        WaitTimeSeconds=1,
+    )["Messages"]
+    assert [json.loads(m["Body"])["data"]["sequence"] for m in got] == [1, 2]
+    for message in got:
+        body = json.loads(message["Body"])
+        headers = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+        assert message["Attributes"]["MessageGroupId"] == job["id"]
+        assert message["Attributes"]["MessageDeduplicationId"] == body["id"]
+        assert headers["webhook-id"] == body["id"]
+        assert spec_verify(to_queue["secret"], headers, message["Body"].encode())
+        assert body["data"]["metadata"] == {"order": 1}
+    copied = sqs.receive_message(
+        QueueUrl=plain, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=1
+    )["Messages"]
+    assert sorted(json.loads(m["Body"])["type"] for m in copied) == [
+        "job.submitted",
+        "job.submitting",
+    ]
+    message = copied[0]
+    headers = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert spec_verify(to_topic["secret"], headers, message["Body"].encode())
+    sns.close()
+    sqs.close()
+
+
+def test_a_missing_queue_is_a_failed_attempt(ledger, make_app, moto_server):
+    client = make_app().test_client()
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/missing"
+    endpoint = create(client, url=url).get_json()
+    record(ledger, failed_transcode("v1"))
+    deliver.run(make_app(DELIVERY_RETRY_SECONDS=[]).config, once=True)
+    [delivery], _ = ledger.deliveries.search(endpoint["id"])
+    assert delivery["status"] == "failed"
+    assert delivery["attempts"][0]["error"].startswith("SQS send failed")
