@@ -504,3 +504,23 @@ def test_a_missing_queue_is_a_failed_attempt(ledger, make_app, moto_server):
     [delivery], _ = ledger.deliveries.search(endpoint["id"])
     assert delivery["status"] == "failed"
     assert delivery["attempts"][0]["error"].startswith("SQS send failed")
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DELIVERY_RETRY_SECONDS", "5,soon,60"),
+        ("DELIVERY_TIMEOUT_SECONDS", "0"),
+        ("DELIVERY_TIMEOUT_SECONDS", "15s"),
+        ("DELIVERY_DISABLE_AFTER_SECONDS", "five days"),
+        ("DELIVERY_ALLOW_PRIVATE", "maybe"),
+    ],
+)
+def test_malformed_delivery_settings_stop_start_up_naming_the_variable(name, value):
+    from receiver import config
+
+    with pytest.raises(config.ConfigError, match=f"RECEIVER_{name} is malformed"):
+        config.from_environ({f"RECEIVER_{name}": value})
+    assert config.from_environ({"RECEIVER_DELIVERY_RETRY_SECONDS": "1, 2,3"}) == {
+        "DELIVERY_RETRY_SECONDS": [1, 2, 3]
+    }
