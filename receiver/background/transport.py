@@ -121,20 +121,32 @@ def check_target(url: str, allow_private: bool) -> str:
     return kind
 
 
-class _PinnedConnection(http.client.HTTPSConnection):
+_tls_context: ssl.SSLContext | None = None
+_tls_lock = threading.Lock()
+
+
+def _context() -> ssl.SSLContext:
+    """Return the one TLS context (loading the CA store costs tens of milliseconds)."""
+    global _tls_context
+    with _tls_lock:
+        if _tls_context is None:
+            _tls_context = ssl.create_default_context()
+        return _tls_context
+
+
+class _PinnedConnection(http.client.HTTPConnection):
     """An HTTP(S) connection over a socket already connected to a checked address.
 
     The Host header and the TLS server name and certificate check use the URL's host."""
 
     def __init__(self, host: str, port: int, sock: socket.socket, tls: bool, timeout: float):
-        context = ssl.create_default_context() if tls else None
-        super().__init__(host, port, timeout=timeout, context=context)
+        super().__init__(host, port, timeout=timeout)
         self._pinned, self._tls = sock, tls
         self.default_port = 443 if tls else 80  # the Host header names only another port
 
     def connect(self) -> None:
         if self._tls:
-            self.sock = self._context.wrap_socket(self._pinned, server_hostname=self.host)  # type: ignore[attr-defined]
+            self.sock = _context().wrap_socket(self._pinned, server_hostname=self.host)
         else:
             self.sock = self._pinned
 
