@@ -20,6 +20,7 @@ write jobs, so a job changes state one way whoever changes it.
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -621,9 +622,37 @@ def queue_message(session: Session, job: dict, old: str | None, new: str) -> Non
             new,
             old,
             utcnow(),
-            json.dumps(public_job({**job, "state": new}), ensure_ascii=False),
+            record_text(job, new),
         ),
     )
+
+
+def record_text(job: dict, state: str) -> str:
+    """Return the job record as JSON text, its outputs and metadata spliced in as stored.
+
+    Decoding the outputs only to encode them again cost more than the rest of the message:
+    the record is encoded with both empty, then each is put in place of its empty value
+    (metadata first, as outputs may hold that text; a key in a string value has its quotes
+    escaped, so only the record's own keys match). Outputs holding a NaN or an infinity,
+    which JSON has no words for, are decoded and written with null in their place.
+    """
+    shell = public_job({**job, "state": state, "outputs": None, "metadata": None})
+    text = json.dumps(shell, ensure_ascii=False, allow_nan=False)
+    outputs = job["outputs"] or "[]"
+    if "NaN" in outputs or "Infinity" in outputs:
+        outputs = json.dumps(_finite(json.loads(outputs)), ensure_ascii=False)
+    text = text.replace('"metadata": {}', '"metadata": ' + (job.get("metadata") or "{}"), 1)
+    return text.replace('"outputs": []', '"outputs": ' + outputs, 1)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _shard(session: Session) -> int:

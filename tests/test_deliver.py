@@ -381,3 +381,32 @@ def test_a_jobs_quick_changes_arrive_in_order_while_its_endpoint_fails(ledger, c
     # No message was even tried before the one before it was delivered.
     tried = [json.loads(r["body"])["data"]["sequence"] for r in receiver.requests]
     assert tried == sorted(tried)
+
+
+def test_the_stored_record_is_the_job_record_even_with_tricky_values():
+    from store.notices import record_text
+    from store.records import public_job
+
+    job = {
+        "id": "J1",
+        "provider": "aliyun",
+        "service": "vod",
+        "kind": "transcode",
+        "provider_job_id": None,
+        "media_id": "m",
+        "state": "processing",
+        "preprocess": None,
+        "error_code": '"outputs": []',
+        "error_message": '"metadata": {} ünïcode',
+        "outputs": json.dumps([{"url": "u", "metadata": {}, "size": 1.5}], ensure_ascii=False),
+        "origin": "external",
+        "operation": None,
+        "submitted_at": "2026-01-01T00:00:00.000Z",
+        "updated_at": "2026-01-01T00:00:00.000Z",
+        "finished_at": None,
+        "metadata": '{"outputs":[],"k":"v"}',
+    }
+    assert json.loads(record_text(job, "succeeded")) == public_job({**job, "state": "succeeded"})
+    job["outputs"] = '[{"size": NaN, "bitrate": Infinity, "name": "NaNa.mp4"}]'
+    outputs = json.loads(record_text(job, "failed"))["outputs"]  # strict JSON: no NaN
+    assert outputs == [{"size": None, "bitrate": None, "name": "NaNa.mp4"}]
