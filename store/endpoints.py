@@ -139,9 +139,7 @@ class Endpoints(Part):
             )
 
         self.write(write)
-        created = self.get(endpoint_id)
-        assert created is not None  # just written, in this connection
-        return {**created, "secret": secret}
+        return {**(self.get(endpoint_id) or {}), "secret": secret}
 
     def get(self, endpoint_id: str) -> dict | None:
         """Return one endpoint with its health, without its secret; None if unknown."""

@@ -249,3 +249,33 @@ def test_each_job_is_heard_in_sequence_order_with_no_gap(db_path, steps):
             ledger.endpoints.delete(endpoint["id"])
     finally:
         receiver.close()
+
+
+@pytest.mark.sqlite_only
+def test_deliver_waits_out_a_ledger_it_cannot_write_and_goes_on(ledger, db_path, receivers, caplog):
+    import threading
+
+    from tests.engines import holding_writes
+
+    receiver = receivers()
+    add(ledger, receiver)
+    record(ledger, failed_transcode("v1"))
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=deliver.run, args=(deliver_config(db_path),), kwargs={"once": False, "stop": stop}
+    )
+    with holding_writes(db_path):  # past the 5 s busy timeout: the fan-out cannot write
+        worker.start()
+        wait_for(
+            lambda: any(r.getMessage() == "deliver.ledger-unavailable" for r in caplog.records),
+            timeout=20,
+            what="the ledger-unavailable warning",
+        )
+        assert receiver.requests == []
+    try:
+        wait_for(lambda: len(receiver.accepted) == 1, timeout=20, what="the delivery")
+        assert worker.is_alive()
+    finally:
+        stop.set()
+        worker.join(15)
+    assert not worker.is_alive()

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store import Ledger, open_ledger
+from store import Ledger, LedgerUnavailable, open_ledger
 from store.deliveries import message_body, webhook_id
 from store.endpoints import shown_url
+from store.errors import classify
 
 from ..inbound.batch import RunResult, StopSignal
 from . import signing, transport
@@ -41,6 +42,7 @@ MAX_SENDERS = 32  # endpoints this process sends to at once
 FANOUT_LIMIT = 500  # messages fanned out per transaction
 IDLE_S = 0.1  # the main loop's wait when nothing happened
 LEASE_MARGIN_S = 5
+RETRY_PAUSE_S = 2  # after the ledger could not be reached
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,11 @@ class Senders:
     def __init__(self, config: Mapping[str, Any], stop: threading.Event):
         self.config, self.stop = config, stop
         self.policy = Policy.from_config(config)
+        self.durability = config["DURABILITY"]
         self.busy: set[str] = set()
         self.work: queue.Queue[str] = queue.Queue()
         self.woke = threading.Event()  # a batch ended: look for more work at once
-        self.stats: Counter = Counter()
+        self.stats: Counter = Counter(attempts=0, delivered=0, failed_attempts=0, failed=0)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0  # sender threads waiting for an endpoint
@@ -162,7 +165,8 @@ class Senders:
             thread.join()
 
     def _run(self) -> None:
-        with open_ledger(self.config["DATABASE"], self.config["DURABILITY"]) as ledger:
+        ledger: Ledger | None = None
+        try:
             while not self.stop.is_set():
                 try:
                     endpoint_id = self.work.get(timeout=0.2)
@@ -172,15 +176,23 @@ class Senders:
                     self._idle -= 1
                     self._waiting -= 1
                 try:
+                    ledger = ledger or open_ledger(self.config["DATABASE"], self.durability)
                     self._batch(ledger, endpoint_id)
-                except Exception:  # noqa: BLE001 - one endpoint's trouble stops no other
-                    extra = {"endpoint": endpoint_id}
+                except Exception as e:  # noqa: BLE001 - one endpoint's trouble stops no other
+                    # Its claims run out and are taken again; a ledger that failed is
+                    # opened afresh for the next batch (a server restarted, a file replaced).
+                    ledger = _forget(ledger, e)
+                    extra = {"endpoint": endpoint_id, "error": str(e)[:300]}
                     log.error("deliver.batch-failed", exc_info=True, extra=extra)
+                    self.stop.wait(RETRY_PAUSE_S)
                 finally:
                     with self._lock:
                         self.busy.discard(endpoint_id)
                         self._idle += 1
                     self.woke.set()
+        finally:
+            if ledger is not None:
+                ledger.close()
 
     def _batch(self, ledger: Ledger, endpoint_id: str) -> None:
         token, now = uuid.uuid4().hex, datetime.now(UTC)
@@ -231,6 +243,17 @@ class Senders:
             log.error("deliver.endpoint-disabled", extra={**extra, "reason": result["disabled"]})
 
 
+def _forget(ledger: Ledger | None, error: Exception) -> Ledger | None:
+    """Close a ledger whose connection may be broken by `error`; keep it otherwise."""
+    if ledger is None or (classify(error) is None and not isinstance(error, LedgerUnavailable)):
+        return ledger
+    try:
+        ledger.close()
+    except Exception:  # noqa: BLE001 - already broken: nothing more to release
+        pass
+    return None
+
+
 def run(config: Mapping[str, Any], *, once: bool, stop: threading.Event | None = None) -> RunResult:
     """Deliver until SIGTERM/SIGINT (or `stop` is set), or with `once` until nothing is due.
 
@@ -239,18 +262,23 @@ def run(config: Mapping[str, Any], *, once: bool, stop: threading.Event | None =
     stop = stop or threading.Event()
     senders = Senders(config, stop)
     fanned = 0
-    with StopSignal(stop), open_ledger(config["DATABASE"], config["DURABILITY"]) as ledger:
+    ledger: Ledger | None = open_ledger(config["DATABASE"], config["DURABILITY"])
+    with StopSignal(stop):
         try:
             while not stop.is_set():
-                # Read before the queries: idle then means every attempt is recorded.
-                idle = senders.idle()
-                now = datetime.now(UTC)
-                n = ledger.deliveries.fan_out(now, FANOUT_LIMIT)
+                try:
+                    ledger = ledger or open_ledger(config["DATABASE"], config["DURABILITY"])
+                    n, finished = _round(ledger, senders, once)
+                except Exception as e:
+                    if classify(e) is None and not isinstance(e, LedgerUnavailable):
+                        raise
+                    # A ledger that cannot be reached now is tried again shortly.
+                    log.warning("deliver.ledger-unavailable", extra={"error": str(e)[:300]})
+                    ledger = _forget(ledger, e)
+                    stop.wait(RETRY_PAUSE_S)
+                    continue
                 fanned += n
-                due = ledger.deliveries.due_endpoints(now)
-                for endpoint_id in due:
-                    senders.dispatch(endpoint_id)
-                if once and idle and not n and not due:
+                if finished:
                     break
                 if n < FANOUT_LIMIT:
                     senders.woke.wait(IDLE_S)
@@ -258,6 +286,21 @@ def run(config: Mapping[str, Any], *, once: bool, stop: threading.Event | None =
         finally:
             stop.set()
             senders.join()
-        pending = sum(ledger.deliveries.snapshot()["pending"].values())
+            pending = ledger.deliveries.waiting()["pending"] if ledger and once else None
+            if ledger is not None:
+                ledger.close()
     line = {"fanned_out": fanned, **senders.stats, "pending": pending}
     return RunResult([line] if once else [])
+
+
+def _round(ledger: Ledger, senders: Senders, once: bool) -> tuple[int, bool]:
+    """Fan new messages out and hand each endpoint with due work to a sender; return how
+    many messages were fanned out, and whether a `--once` run is done."""
+    # Read before the queries: idle then means every attempt is recorded.
+    idle = senders.idle()
+    now = datetime.now(UTC)
+    n = ledger.deliveries.fan_out(now, FANOUT_LIMIT)
+    due = ledger.deliveries.due_endpoints(now)
+    for endpoint_id in due:
+        senders.dispatch(endpoint_id)
+    return n, once and idle and not n and not due
