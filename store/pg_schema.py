@@ -213,7 +213,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE UNIQUE INDEX deliveries_message ON deliveries (endpoint_id, message_id)",
             "CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, status, id)",
             "CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at)"
-            " WHERE status = 'pending'",
+            " WHERE status = 'pending' AND next_attempt_at IS NOT NULL",
             "CREATE INDEX deliveries_job ON deliveries (endpoint_id, job_id, sequence)"
             " WHERE status = 'pending'",
             "CREATE INDEX deliveries_pending_age ON deliveries (created_at)"
