@@ -25,7 +25,7 @@ disk's flush rate. Messages themselves are written by the state change, durably.
 
 import json
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .alerts import queue_alert
@@ -210,6 +210,10 @@ class Deliveries(Part):
 
     # -- attempts --------------------------------------------------------------------------
 
+    def record_attempts(self, attempts: list[tuple[dict, dict]]) -> list[dict]:
+        """Record a batch's attempts (`record_attempt`'s arguments) in one transaction."""
+        return self.write(lambda: [self._record(a, o) for a, o in attempts])
+
     def record_attempt(self, attempt: dict, outcome: dict) -> dict:
         """Record one attempt and what follows from it, in one transaction.
 
@@ -254,7 +258,7 @@ class Deliveries(Part):
         self._count(eid, result, attempt["duration_ms"])
         if outcome["status"] == "failed" and owned:
             self._count(eid, "failed", None)
-        disabled = self._endpoint_health(eid, at, outcome) if owned else None
+        disabled = self._endpoint_health(eid, attempt["at"], outcome) if owned else None
         return {"recorded": bool(owned), "disabled": disabled}
 
     def _count(self, endpoint_id: str, outcome: str, duration_ms: int | None) -> None:
@@ -273,18 +277,24 @@ class Deliveries(Part):
             ),
         )
 
-    def _endpoint_health(self, endpoint_id: str, at: str, outcome: dict) -> str | None:
+    def _endpoint_health(self, endpoint_id: str, moment: datetime, outcome: dict) -> str | None:
         """Update an endpoint's health after an attempt; disable it if it must be."""
+        at = iso(moment)
         if outcome["status"] == "delivered":
+            # Every success would write the endpoint's one row, the busiest row of all
+            # senders to it: the time is written only once it is a second old.
             self.conn.execute(
-                "UPDATE endpoints SET last_success_at = ?, failing_since = NULL WHERE id = ?",
-                (at, endpoint_id),
+                "UPDATE endpoints SET last_success_at = ?, failing_since = NULL WHERE id = ?"
+                " AND (last_success_at IS NULL OR last_success_at < ?"
+                " OR failing_since IS NOT NULL)",
+                (at, endpoint_id, iso(moment - timedelta(seconds=1))),
             )
             return None
         row = self.conn.execute(
-            "UPDATE endpoints SET last_failure_at = ?, failing_since = COALESCE(failing_since, ?)"
-            " WHERE id = ? RETURNING enabled, failing_since, url",
-            (at, at, endpoint_id),
+            "UPDATE endpoints SET last_failure_at = CASE WHEN last_failure_at > ?"
+            " THEN last_failure_at ELSE ? END, failing_since = CASE WHEN failing_since <= ?"
+            " THEN failing_since ELSE ? END WHERE id = ? RETURNING enabled, failing_since, url",
+            (at, at, at, at, endpoint_id),
         ).fetchone()
         if row is None or not row[0]:
             return None

@@ -3,12 +3,13 @@ signed, in order per job and endpoint, at least once.
 
 The main thread fans new messages out to endpoints and hands each endpoint that has due
 work to a sender thread; an endpoint is worked on by one sender of this process at a
-time, and a sender claims at most BATCH of its deliveries (a lease in the ledger) before
-sending them one by one. So a slow or dead endpoint holds only its own sender, and
-memory stays bounded: at most MAX_SENDERS batches of BATCH messages are held at once.
-Several `deliver` processes share the work through the claims (store/deliveries.py).
+time, and a sender claims at most BATCH of its deliveries (a lease in the ledger), at most
+one per job, sends them side by side and records their attempts in one transaction. So a
+slow or dead endpoint holds only its own sender, and memory stays bounded: at most
+MAX_SENDERS batches of BATCH messages are held at once. Several `deliver` processes share
+the work through the claims (store/deliveries.py).
 
-Each attempt is recorded as soon as it ends. A failed attempt is retried after the next
+Each attempt is recorded as soon as its batch ends. A failed attempt is retried after the next
 wait of RECEIVER_DELIVERY_RETRY_SECONDS (plus up to 20 % jitter, never less); a
 `Retry-After` on 429 or 503 is honoured between that wait and twice it. After the last
 wait the delivery is `failed`. `410 Gone` disables the endpoint at once; an endpoint that
@@ -199,14 +200,15 @@ class Senders:
     def _batch(self, ledger: Ledger, endpoint_id: str) -> None:
         token, now = uuid.uuid4().hex, datetime.now(UTC)
         claimed = ledger.deliveries.claim(endpoint_id, now, now + self.policy.lease, token, BATCH)
-        target = ledger.endpoints.target(endpoint_id, now) if claimed else None
-        for i, message in enumerate(claimed):
-            if self.stop.is_set() or target is None:
-                ledger.deliveries.release([m["delivery_id"] for m in claimed[i:]], token)
-                return
-            answer = send(self.policy, target, message)
-            at = datetime.now(UTC)
-            outcome = decide(self.policy, message["series"], answer, at)
+        if not claimed:
+            return
+        target = ledger.endpoints.target(endpoint_id, now)
+        if target is None or self.stop.is_set():
+            ledger.deliveries.release([m["delivery_id"] for m in claimed], token)
+            return
+        sent = self._send_all(target, claimed)
+        attempts = []
+        for message, (answer, at) in zip(claimed, sent, strict=True):
             attempt = {
                 "delivery_id": message["delivery_id"],
                 "endpoint_id": endpoint_id,
@@ -217,11 +219,37 @@ class Senders:
                 "duration_ms": answer.duration_ms,
                 "excerpt": answer.excerpt,
             }
-            result = ledger.deliveries.record_attempt(attempt, outcome)
+            attempts.append((attempt, decide(self.policy, message["series"], answer, at)))
+        results = ledger.deliveries.record_attempts(attempts)
+        for message, (answer, _), (_, outcome), result in zip(
+            claimed, sent, attempts, results, strict=True
+        ):
             self._note(endpoint_id, target["url"], message, answer, outcome, result)
-            if result["disabled"]:
-                ledger.deliveries.release([m["delivery_id"] for m in claimed[i + 1 :]], token)
-                return
+
+    def _send_all(self, target: dict, messages: list[dict]) -> list[tuple]:
+        """Send a batch side by side; return each (answer, time it ended), in order.
+
+        A batch holds at most one message per job (store/deliveries.py), so its messages
+        are independent of each other: order holds, and a slow receiver costs one timeout
+        per batch, not one per message.
+        """
+        sent: list[Any] = [None] * len(messages)
+
+        def one(i: int) -> None:
+            try:
+                answer = send(self.policy, target, messages[i])
+            except Exception as e:  # noqa: BLE001 - recorded as the attempt's error
+                log.error("deliver.send-failed", exc_info=True)
+                answer = transport.Answer(None, f"{type(e).__name__}: {e}"[:300], 0)
+            sent[i] = (answer, datetime.now(UTC))
+
+        others = [threading.Thread(target=one, args=(i,)) for i in range(1, len(messages))]
+        for thread in others:
+            thread.start()
+        one(0)
+        for thread in others:
+            thread.join()
+        return sent
 
     def _note(self, endpoint_id, url, message, answer, outcome, result) -> None:
         """Count an attempt, and log it unless it simply worked."""
