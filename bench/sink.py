@@ -13,6 +13,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a batch of messages connects side by side
+    daemon_threads = True
+
+
 def main(argv: list[str]) -> int:
     port, path = int(argv[0]), argv[1]
     out = open(path, "a", buffering=1)  # noqa: SIM115 - open for the process's life
@@ -34,8 +39,7 @@ def main(argv: list[str]) -> int:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", port), Handler)
     server.serve_forever()
     return 0
 

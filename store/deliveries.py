@@ -93,7 +93,7 @@ class Deliveries(Part):
     def fan_out(self, now: datetime, limit: int = 500) -> int:
         """Make the deliveries of up to `limit` messages not fanned out yet; return how many
         messages were fanned out (0 when none waits, or another process is at it)."""
-        return self.write(self._fan_out, iso(now), limit)
+        return self.write(self._fan_out, iso(now), limit, pipelined=True)
 
     def _relax(self) -> None:
         """Let this transaction commit without waiting for the disk (see the module doc)."""
@@ -211,8 +211,11 @@ class Deliveries(Part):
     # -- attempts --------------------------------------------------------------------------
 
     def record_attempts(self, attempts: list[tuple[dict, dict]]) -> list[dict]:
-        """Record a batch's attempts (`record_attempt`'s arguments) in one transaction."""
-        return self.write(lambda: [self._record(a, o) for a, o in attempts])
+        """Record a batch's attempts (`record_attempt`'s arguments) in one transaction.
+
+        Pipelined on PostgreSQL: the statements whose answers are not read go out together.
+        """
+        return self.write(lambda: [self._record(a, o) for a, o in attempts], pipelined=True)
 
     def record_attempt(self, attempt: dict, outcome: dict) -> dict:
         """Record one attempt and what follows from it, in one transaction.

@@ -88,7 +88,7 @@ def test_a_killed_deliver_leaves_its_message_to_the_next_one(ledger, db_path, re
     [delivery], _ = ledger.deliveries.search(endpoint["id"])
     assert delivery["status"] == "pending" and delivery["attempts"] == []  # nothing recorded
     with flask_command(["deliver"], env, tmp_path / "second.log") as second:
-        # Its claim runs out (8 attempts of 1 s, and a margin), then another takes it over.
+        # Its claim runs out (the 1 s timeout and a margin), then another takes it over.
         wait_for(
             lambda: ledger.endpoints.get(endpoint["id"])["delivered"] == 1,
             timeout=30,

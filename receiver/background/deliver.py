@@ -38,11 +38,11 @@ from ..inbound.batch import RunResult, StopSignal
 from . import signing, transport
 
 log = logging.getLogger("jobledger.deliver")
-BATCH = 8  # deliveries one sender claims at a time
+BATCH = 16  # deliveries one sender claims, and sends side by side, at a time
 MAX_SENDERS = 32  # endpoints this process sends to at once
 FANOUT_LIMIT = 500  # messages fanned out per transaction
 IDLE_S = 0.1  # the main loop's wait when nothing happened
-LEASE_MARGIN_S = 5
+LEASE_MARGIN_S = 10
 RETRY_PAUSE_S = 2  # after the ledger could not be reached
 # The ledger's bookkeeping of deliveries need not reach the disk before going on: a record
 # lost in a crash means a message sent again (store/deliveries.py).
@@ -72,8 +72,9 @@ class Policy:
 
     @property
     def lease(self) -> timedelta:
-        """How long a claim lasts: a batch's attempts at their longest, and a margin."""
-        return timedelta(seconds=self.timeout * BATCH + LEASE_MARGIN_S)
+        """How long a claim lasts: a batch's attempts (side by side) at their longest, and a
+        margin for recording them."""
+        return timedelta(seconds=self.timeout + LEASE_MARGIN_S)
 
 
 def decide(policy: Policy, series: int, answer: transport.Answer, now: datetime) -> dict:
