@@ -20,9 +20,10 @@ one job) per 200 in its access log; the 200s wrk saw may be fewer by the request
 when wrk stopped (answered, but to a closed connection).
 
 With --endpoints N, a fourth app joins the rounds: jobledger on a ledger of its own with N
-endpoints registered (each a bench/sink.py process on loopback) and a `deliver` process
-sending every message while the rounds run; its ratio is against plain jobledger. After the
-rounds, every message must have reached every sink.
+endpoints registered (each a bench/sink.py process on loopback); its ratio is against plain
+jobledger. A `deliver` process sends the messages after the rounds, or, with --deliver,
+while they run (then it competes with the apps and wrk for the same CPUs). Either way every
+message must reach every sink.
 
 Needs wrk (`apt-get install -y wrk`; installed automatically when run as root). --profile
 needs py-spy (`.venv/bin/pip install py-spy`). Output: a markdown table on stdout and the raw
@@ -321,14 +322,16 @@ class Outbound:
         env = {**env, "RECEIVER_DATABASE": self.db, "RECEIVER_DELIVERY_ALLOW_PRIVATE": "1"}
         self.server = Server("wsgi:app", env, logdir).start()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-        self.delivers = start_delivers(1, {**full_env, **env}, workdir)
+        self.start = lambda: start_delivers(1, {**full_env, **env}, workdir)
+        self.delivers = self.start() if args.deliver else []
 
     def finish(self) -> dict:
         """Let `deliver` catch up, stop it and the sinks; say whether every message arrived."""
         from bench.deliver import stop_delivers, wait_for_lines
 
         messages = _query(self.db, "SELECT COUNT(*) FROM messages")
-        arrived = wait_for_lines(self.sinks, messages, 120)
+        self.delivers = self.delivers or self.start()
+        arrived = wait_for_lines(self.sinks, messages, 300)
         stop_delivers(self.delivers)
         for sink in self.sinks:
             sink.stop()
@@ -426,7 +429,12 @@ def main(argv=None) -> int:
         "--endpoints",
         type=int,
         default=0,
-        help="also measure jobledger with this many endpoints and a deliver process running",
+        help="also measure jobledger with this many endpoints registered",
+    )
+    parser.add_argument(
+        "--deliver",
+        action="store_true",
+        help="with --endpoints: run a deliver process during the rounds, not after them",
     )
     args = parser.parse_args(argv)
     args.stamp = time.strftime("%Y%m%d-%H%M%S")
