@@ -26,7 +26,7 @@ reuse_port = not bind.startswith("unix:")
 # SQLite takes one writer at a time, so more processes than cores only adds lock waits;
 # threads let a worker overlap the network with another request's commit.
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count(), 8)))
-# gthread that closes its listener as soon as it stops accepting (receiver/web_worker.py).
+# gthread that closes its listener as soon as it stops accepting (receiver/serving/web_worker.py).
 worker_class = "receiver.serving.web_worker.Worker"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 

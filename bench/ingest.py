@@ -8,6 +8,7 @@ the durable receiver; the durable receiver against the bare app shows what durab
     .venv/bin/python -m bench.ingest                     # normal and full, 3 rounds of 10 s each
     .venv/bin/python -m bench.ingest --durability full --rounds 5 --duration 15
     .venv/bin/python -m bench.ingest --profile           # also py-spy the jobledger workers
+    .venv/bin/python -m bench.ingest --endpoints 3       # also jobledger with 3 endpoints
 
 Each request is a signed VOD `TranscodeComplete` for a new VideoId (a new event and a new
 job), POSTed to /hooks/aliyun/vod by wrk with a generated Lua script, 32 connections by
@@ -18,6 +19,12 @@ Afterwards jobledger is stopped gracefully and the ledger must hold exactly one 
 one job) per 200 in its access log; the 200s wrk saw may be fewer by the requests in flight
 when wrk stopped (answered, but to a closed connection).
 
+With --endpoints N, a fourth app joins the rounds: jobledger on a ledger of its own with N
+endpoints registered (each a bench/sink.py process on loopback); its ratio is against plain
+jobledger. A `deliver` process sends the messages after the rounds, or, with --deliver,
+while they run (then it competes with the apps and wrk for the same CPUs). Either way every
+message must reach every sink.
+
 Needs wrk (`apt-get install -y wrk`; installed automatically when run as root). --profile
 needs py-spy (`.venv/bin/pip install py-spy`). Output: a markdown table on stdout and the raw
 figures in bench/out/ingest-*.json.
@@ -26,6 +33,7 @@ figures in bench/out/ingest-*.json.
 import argparse
 import collections
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -44,7 +52,7 @@ from bench.common import (
     run_wrk,
     write_lua,
 )
-from store import migrate
+from store import migrate, open_ledger
 
 
 class SqliteEngine:
@@ -61,6 +69,9 @@ class SqliteEngine:
             str(self.workdir / f"ingest-{durability}.db"),
             str(self.workdir / f"durable-{durability}.db"),
         )
+
+    def extra_database(self, name: str) -> str:
+        return str(self.workdir / f"{name}.db")
 
     def cpu_seconds(self) -> float:
         return 0.0  # in the app's own processes
@@ -90,6 +101,13 @@ class PostgresEngine:
         with psycopg.connect(urls[1], autocommit=True) as conn:  # before its threads race to
             conn.execute("CREATE TABLE notices (hash bytea UNIQUE, body text)")
         return urls[0], urls[1]
+
+    def extra_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.cluster.url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name.replace('-', '_')}")
+        return self.cluster.url.replace("/ledger?", f"/{name.replace('-', '_')}?")
 
     def cpu_seconds(self) -> float:
         return self.cluster.cpu_seconds()
@@ -218,6 +236,10 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
     extra = dict(kv.split("=", 1) for kv in args.env)
     ledger = Server(args.app, {**common, **env, **extra}, logdir).start()
     servers = {"bare": bare, "durable": durable, "jobledger": ledger}
+    outbound = None
+    if args.endpoints:
+        outbound = Outbound(args, durability, workdir, {**common, **env, **extra}, logdir)
+        servers["endpoints"] = outbound.server
     rounds: dict[str, list] = {name: [] for name in servers}
     wrk_ok = dict.fromkeys(servers, 0)
     try:
@@ -249,6 +271,7 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
     finally:
         for server in servers.values():
             server.stop()
+        delivered = outbound.finish() if outbound is not None else None
     counts = ledger_counts(db)
     answered = ledger.count_status(200)
     non_200 = sum(
@@ -265,6 +288,9 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         "wrk_200s_within_in_flight": 0 <= answered - wrk_ok["jobledger"] <= in_flight_allowance,
         "durable_rows_equal_200s": durable_rows(durable_db) == durable.count_status(200),
     }
+    if outbound is not None and delivered is not None:
+        checks["endpoints_events_equal_200s"] = delivered["events"] == delivered["answered"]
+        checks["every_message_reached_every_sink"] = delivered["all_delivered"]
     return {
         "engine": args.engine.name,
         "durability": durability if args.engine.name == "sqlite" else "synchronous_commit",
@@ -277,7 +303,44 @@ def bench_durability(durability: str, args, workdir: Path) -> dict:
         "worker_rss_mb": rss,
         "db_bytes": _size(db),
         "profile": profile,
+        "outbound": delivered,
     }
+
+
+class Outbound:
+    """jobledger with endpoints: its own ledger, N sinks, and a `deliver` process."""
+
+    def __init__(self, args, durability: str, workdir: Path, env: dict, logdir: Path):
+        from bench.deliver import Sink, start_delivers
+
+        self.db = args.engine.extra_database(f"endpoints-{durability}")
+        migrate(self.db)
+        self.sinks = [Sink(workdir, f"{durability}-{i}") for i in range(args.endpoints)]
+        with open_ledger(self.db) as ledger:
+            for sink in self.sinks:
+                ledger.endpoints.create(url=sink.url)
+        env = {**env, "RECEIVER_DATABASE": self.db, "RECEIVER_DELIVERY_ALLOW_PRIVATE": "1"}
+        self.server = Server("wsgi:app", env, logdir).start()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+        self.start = lambda: start_delivers(1, {**full_env, **env}, workdir)
+        self.delivers = self.start() if args.deliver else []
+
+    def finish(self) -> dict:
+        """Let `deliver` catch up, stop it and the sinks; say whether every message arrived."""
+        from bench.deliver import stop_delivers, wait_for_lines
+
+        messages = _query(self.db, "SELECT COUNT(*) FROM messages")
+        self.delivers = self.delivers or self.start()
+        arrived = wait_for_lines(self.sinks, messages, 300)
+        stop_delivers(self.delivers)
+        for sink in self.sinks:
+            sink.stop()
+        return {
+            "messages": messages,
+            "all_delivered": arrived,
+            "events": _query(self.db, "SELECT COUNT(*) FROM events"),
+            "answered": self.server.count_status(200),
+        }
 
 
 def _size(database: str) -> int:
@@ -304,6 +367,7 @@ def table(results: list[dict], args) -> str:
             ratio = {
                 "durable": f"{rps['durable'] / rps['bare']:.2f} of bare",
                 "jobledger": f"**{rps['jobledger'] / rps['durable']:.2f}** of durable",
+                "endpoints": f"**{rps.get('endpoints', 0) / rps['jobledger']:.2f}** of jobledger",
             }.get(name, "")
             db_cpu = median(r["db_cpu_ms_per_req"] for r in rs)
             lines.append(
@@ -360,6 +424,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the measured app (experiments)"
+    )
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=0,
+        help="also measure jobledger with this many endpoints registered",
+    )
+    parser.add_argument(
+        "--deliver",
+        action="store_true",
+        help="with --endpoints: run a deliver process during the rounds, not after them",
     )
     args = parser.parse_args(argv)
     args.stamp = time.strftime("%Y%m%d-%H%M%S")

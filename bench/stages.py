@@ -6,7 +6,8 @@ Times, per notice: the whole WSGI call of jobledger and of the bare app (bench/b
 with a prebuilt environ (so no socket, no gunicorn, no access log), and the stages of
 jobledger's view on their own: signature check, parse (JSON decode + dedup key), the ledger
 transaction (normal and full durability; broken down into BEGIN, statements, COMMIT), the
-JSON log line and the JSON answer. Single thread, so no lock waits: this is pure cost.
+outbound message written with each state change (the job record as JSON, and its INSERT),
+the JSON log line and the JSON answer. Single thread, so no lock waits: this is pure cost.
 """
 
 import argparse
@@ -73,6 +74,37 @@ def wsgi_call(app):
     return call, statuses
 
 
+def outbox_costs(ledger, durability: str) -> dict:
+    """The outbox's share of a notice: the job record as JSON, and the message INSERT (its
+    sequence counted in the same statement), each timed inside an open transaction."""
+    from store.notices import queue_message, record_text
+    from store.records import JOB_COLUMNS, job_from_row
+
+    jobs = [job_from_row(r) for r in ledger.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs")]
+    out = {}
+    out[f"outbox: job record as JSON ({durability})"] = per_call_us(
+        lambda j: record_text(j, "succeeded"), jobs
+    )
+    timed = {}
+
+    def insert_all() -> None:
+        timed["us"] = per_call_us(
+            lambda j: queue_message(ledger.session, j, "processing", "succeeded"), jobs
+        )
+        raise _Rollback  # leave the ledger as it was
+
+    try:
+        ledger.session.write(insert_all)
+    except _Rollback:
+        pass
+    out[f"outbox: queue_message, JSON + INSERT, in a transaction ({durability})"] = timed["us"]
+    return out
+
+
+class _Rollback(Exception):
+    pass
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=3000)
@@ -117,6 +149,7 @@ def main(argv=None) -> int:
                     ),
                     events,
                 )
+                results.update(outbox_costs(ledger, durability))
                 conn = ledger.conn
                 conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (x)")
                 conn.commit()

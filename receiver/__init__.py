@@ -36,7 +36,17 @@ def create_app(test_config=None):
 
     from . import auth, cli, db, errors, logs, params
     from .inbound import hooks
-    from .ops import api, health, html, metrics, pages, provider_health, quarantine_pages
+    from .ops import (
+        api,
+        endpoint_pages,
+        endpoints_api,
+        health,
+        html,
+        metrics,
+        pages,
+        provider_health,
+        quarantine_pages,
+    )
 
     logs.configure()
     logs.remember_secrets(logs.secrets_of(app.config, config.SECRETS))
@@ -45,10 +55,12 @@ def create_app(test_config=None):
     params.init_app(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(endpoints_api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(provider_health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(quarantine_pages.bp)
+    app.register_blueprint(endpoint_pages.bp)
     html.init_app(app)
     app.register_blueprint(metrics.bp)
     errors.init_app(app)

@@ -8,6 +8,8 @@
 | `pull-tencent` | `receiver.inbound.tencent_pull.run` |
 | `reconcile` | `receiver.background.reconcile.run` |
 | `replay` | the ledger's stored events, through today's parsers |
+| `deliver` | `receiver.background.deliver.run` |
+| `endpoints add/list/disable/enable` | the ledger's `endpoints` part |
 """
 
 import contextlib
@@ -24,15 +26,17 @@ from flask.cli import with_appcontext
 
 from store import LedgerUnavailable, is_url, migrate, open_ledger
 from store.backend import redact
+from store.endpoints import BadEndpoint
 from submitter import NotConfigured, UsageError, submit
 from submitter.operations import required_params
 
 from . import ledger_setup
-from .background import reconcile
+from .background import deliver, reconcile
 from .inbound import mns, tencent_pull
 from .inbound.batch import Misconfigured, RunResult
 from .ops import replay as replaying
 from .ops.api import submit_budget
+from .ops.endpoints_api import check_fields
 
 
 def ledger():
@@ -250,9 +254,15 @@ def parse_assignments(items: tuple[str, ...]) -> dict:
 )
 @click.argument("operation")
 @click.argument("params", nargs=-1)
+@click.option(
+    "--metadata",
+    metavar="JSON",
+    help="The application's own JSON object (at most 4 KiB), kept on the job and sent in"
+    " every message about it.",
+)
 @with_appcontext
 @explained
-def submit_command(operation: str, params: tuple[str, ...]):
+def submit_command(operation: str, params: tuple[str, ...], metadata: str | None):
     """Submit one job to its provider and print the job as JSON; exit 1 if not accepted.
 
     Values are text; `KEY:=JSON` passes a JSON value (nested params such as fileList).
@@ -262,11 +272,26 @@ def submit_command(operation: str, params: tuple[str, ...]):
     flask --app wsgi submit aliyun.vod.SubmitPreprocessJobs VideoId=5aed81b74ba84920be578cdfe004af4b
     flask --app wsgi submit tencent.vod.RunProcedure inputType=MultiFile \\
         procedure='QCVB_SimpleProcessFile(1,1,10,10)' fileList:='[{"id": "1"}, {"id": "2"}]'
+    flask --app wsgi submit aliyun.vod.SubmitPreprocessJobs VideoId=5aed81b7 \\
+        --metadata '{"order": "A-1042"}'
     """
     values = parse_assignments(params)
+    meta = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except ValueError as e:
+            raise click.UsageError(f"--metadata needs a JSON object: {e}") from None
     with ledger() as led:
         try:
-            result = submit(led, current_app.config, operation, values, budget_s=submit_budget())
+            result = submit(
+                led,
+                current_app.config,
+                operation,
+                values,
+                budget_s=submit_budget(),
+                metadata=meta,
+            )
         except UsageError as e:
             raise click.UsageError(str(e)) from None
         except NotConfigured as e:
@@ -351,6 +376,117 @@ def reconcile_command(once: bool):
     finish(lambda: reconcile.run(config, once=once))
 
 
+@click.command("deliver", short_help="Send job state changes to the endpoints.")
+@click.option("--once", is_flag=True, help="Stop when nothing is due now, instead of looping.")
+@with_appcontext
+@explained
+def deliver_command(once: bool):
+    """Send job state changes to the endpoints: signed, in order per job, retried.
+
+    Runs until SIGTERM or SIGINT, finishing the attempts in hand; any number may run at
+    once. With --once, stops when no message is due now and prints what it did.
+
+    \b
+    flask --app wsgi deliver
+    flask --app wsgi deliver --once
+    """
+    config = current_app.config
+    finish(lambda: deliver.run(config, once=once))
+
+
+@click.group("endpoints")
+def endpoints_group():
+    """Manage the endpoints that hear of job state changes.
+
+    \b
+    flask --app wsgi endpoints add https://app.example.com/hooks --filter state=failed
+    flask --app wsgi endpoints list
+    """
+
+
+@endpoints_group.command("add")
+@click.argument("url")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only jobs whose KEY (provider, service, kind, state, origin) is VALUE; repeat a"
+    " key for several values.",
+)
+@click.option("--description", metavar="TEXT", help="What the endpoint is for.")
+@with_appcontext
+@explained
+def endpoints_add(url: str, filters: tuple[str, ...], description: str | None):
+    """Register an endpoint; print it as JSON with its signing secret (shown this once).
+
+    \b
+    flask --app wsgi endpoints add https://app.example.com/hooks \\
+        --filter provider=aliyun --filter state=succeeded --filter state=failed
+    flask --app wsgi endpoints add arn:aws:sns:cn-north-1:123456789012:jobs.fifo
+    """
+    flt: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise click.UsageError(f"--filter expects KEY=VALUE, got {item!r}")
+        flt.setdefault(key.strip(), []).append(value.strip())
+    doc = {"url": url, "filter": flt, "description": description}
+    try:
+        fields = check_fields(doc, current_app.config, creating=True)
+    except BadEndpoint as e:
+        raise click.UsageError(str(e)) from None
+    with ledger() as led:
+        click.echo(json.dumps(led.endpoints.create(**fields), indent=2))
+
+
+@endpoints_group.command("list")
+@with_appcontext
+@explained
+def endpoints_list():
+    """Print every endpoint with its health, as JSON (never a secret).
+
+    \b
+    flask --app wsgi endpoints list
+    """
+    with ledger() as led:
+        click.echo(json.dumps(led.endpoints.all(), indent=2))
+
+
+def _set_enabled(endpoint_id: str, enabled: bool) -> None:
+    with ledger() as led:
+        endpoint = led.endpoints.update(endpoint_id, {"enabled": enabled})
+    if endpoint is None:
+        raise click.ClickException(f"no endpoint {endpoint_id}")
+    click.echo(json.dumps(endpoint, indent=2))
+
+
+@endpoints_group.command("disable")
+@click.argument("endpoint_id", metavar="ID")
+@with_appcontext
+@explained
+def endpoints_disable(endpoint_id: str):
+    """Stop sending to an endpoint; its messages wait, pending, until it is enabled.
+
+    \b
+    flask --app wsgi endpoints disable 01JD3N5V0Q8RZ6G2S4T7W9XK1M
+    """
+    _set_enabled(endpoint_id, False)
+
+
+@endpoints_group.command("enable")
+@click.argument("endpoint_id", metavar="ID")
+@with_appcontext
+@explained
+def endpoints_enable(endpoint_id: str):
+    """Send to an endpoint again, starting with what waited while it was disabled.
+
+    \b
+    flask --app wsgi endpoints enable 01JD3N5V0Q8RZ6G2S4T7W9XK1M
+    """
+    _set_enabled(endpoint_id, True)
+
+
 COMMANDS = (
     init_db,
     submit_command,
@@ -358,6 +494,8 @@ COMMANDS = (
     pull_tencent_command,
     reconcile_command,
     replay,
+    deliver_command,
+    endpoints_group,
 )
 
 

@@ -125,6 +125,25 @@ def _at_least_one(what: str) -> Callable[[str], int]:
     return parse
 
 
+def _waits(value: str) -> list[int]:
+    waits = []
+    for item in _list(value):
+        seconds = _whole(item)
+        if seconds is None:
+            raise ValueError(f"{item[:20]!r} is not a whole number of seconds")
+        waits.append(seconds)
+    if len(waits) > 50:
+        raise ValueError("at most 50 waits")
+    return waits
+
+
+def _timeout(value: str) -> int:
+    seconds = _whole(value)
+    if seconds is None or not 1 <= seconds <= 600:
+        raise ValueError("expected a whole number of seconds from 1 to 600")
+    return seconds
+
+
 def _hops(value: str) -> int:
     hops = _whole(value) if value.strip() else 0
     if hops is None or hops > 5:
@@ -195,6 +214,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "ANOMALY_WINDOW_SECONDS": (_at_least_one("seconds"), 900),
     "ANOMALY_BASELINE_SECONDS": (_at_least_one("seconds"), 604800),
     "ANOMALY_MIN_FAILURES": (_at_least_one("failures"), 5),
+    # Outbound event delivery (the `deliver` process, docs/operations.md)
+    "DELIVERY_RETRY_SECONDS": (_waits, [5, 300, 1800, 7200, 18000, 36000, 36000]),
+    "DELIVERY_TIMEOUT_SECONDS": (_timeout, 15),
+    "DELIVERY_DISABLE_AFTER_SECONDS": (_seconds, 432000),
+    "DELIVERY_ALLOW_PRIVATE": (_flag, False),
 }
 
 # Settings that must never appear in logs, pages or error messages.

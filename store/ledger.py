@@ -8,6 +8,8 @@
 | `quarantine` | quarantine.py | bodies that could not be parsed, and their status |
 | `replays` | replays.py | what a bulk replay covers |
 | `alerts` | alerts.py | the alert outbox, claimed per sink |
+| `endpoints` | endpoints.py | where outbound messages go, their filters, secrets and health |
+| `deliveries` | deliveries.py | outbound messages fanned out to endpoints, claimed, attempted |
 | `polls` | polls.py | the schedule of polls, API call pacing, the deadline sweep |
 | `dashboard` | dashboard.py | the health strip's and /metrics' reads |
 | `rejections` | rejections.py | rejected hook deliveries, counted per minute |
@@ -27,6 +29,8 @@ from .alerts import Alerts
 from .backend import POSTGRES, SQLITE, Backend, is_url
 from .connection import connect
 from .dashboard import Dashboard
+from .deliveries import Deliveries
+from .endpoints import Endpoints
 from .jobs import Jobs
 from .notices import Notices
 from .polls import Polls
@@ -73,6 +77,8 @@ class Ledger:
         self.quarantine = Quarantine(self.session)
         self.replays = Replays(self.session)
         self.alerts = Alerts(self.session)
+        self.endpoints = Endpoints(self.session)
+        self.deliveries = Deliveries(self.session)
         self.polls = Polls(self.session)
         self.dashboard = Dashboard(self.session)
         self.rejections = Rejections(self.session)

@@ -239,6 +239,70 @@ def add_alert_subjects(db: Database) -> None:
     db.execute("CREATE UNIQUE INDEX alerts_subject ON alerts (subject) WHERE subject IS NOT NULL")
 
 
+@migrations(name="0010_outbound_events")
+def add_outbound_events(db: Database) -> None:
+    """Outbound events: the message outbox, endpoints, deliveries and their attempts.
+
+    A job's every state change writes one `messages` row in its own transaction (the
+    outbox); the `deliver` process fans each message out to the matching endpoints as
+    `deliveries` and records every attempt. `jobs.metadata` is the application's own JSON
+    object given at submission.
+    """
+    db.table("jobs").add_column("metadata", str)
+    db.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
+        " sequence INTEGER NOT NULL, state TEXT NOT NULL, previous_state TEXT,"
+        " created_at TEXT NOT NULL, data TEXT NOT NULL, fanned INTEGER NOT NULL DEFAULT 0)"
+    )
+    # The sequence of a job's next change is read from here, in its own transaction.
+    db.execute("CREATE UNIQUE INDEX messages_job ON messages (job_id, sequence)")
+    # What the deliver process has not fanned out yet: small however many were sent.
+    db.execute("CREATE INDEX messages_unfanned ON messages (id) WHERE fanned = 0")
+    db.execute(
+        "CREATE TABLE endpoints (id TEXT PRIMARY KEY, url TEXT NOT NULL, description TEXT,"
+        " filter TEXT NOT NULL DEFAULT '{}', secret TEXT NOT NULL, previous_secret TEXT,"
+        " previous_secret_until TEXT, enabled INTEGER NOT NULL DEFAULT 1, disabled_reason TEXT,"
+        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, message_mark INTEGER NOT NULL,"
+        " last_success_at TEXT, last_failure_at TEXT, failing_since TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, endpoint_id TEXT NOT NULL,"
+        " message_id INTEGER NOT NULL, job_id TEXT NOT NULL, sequence INTEGER NOT NULL,"
+        " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " series INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,"
+        " next_attempt_at TEXT, claimed_until TEXT, claim TEXT, last_attempt_at TEXT)"
+    )
+    db.execute("CREATE UNIQUE INDEX deliveries_message ON deliveries (endpoint_id, message_id)")
+    db.execute("CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, status, id)")
+    # Due work, and the per-job order check, read only pending rows. Every pending row has
+    # a next_attempt_at; saying so keeps the order check (which names none) on
+    # deliveries_job, where it is one probe, whatever the planner's statistics.
+    db.execute(
+        "CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at)"
+        " WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX deliveries_job ON deliveries (endpoint_id, job_id, sequence)"
+        " WHERE status = 'pending'"
+    )
+    db.execute(
+        "CREATE INDEX deliveries_pending_age ON deliveries (created_at) WHERE status = 'pending'"
+    )
+    db.execute(
+        "CREATE TABLE delivery_attempts (id INTEGER PRIMARY KEY, delivery_id INTEGER NOT NULL,"
+        " at TEXT NOT NULL, status_code INTEGER, error TEXT, duration_ms INTEGER NOT NULL,"
+        " excerpt TEXT)"
+    )
+    db.execute("CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id)")
+    # Attempts by endpoint, outcome and duration bucket, kept in each attempt's transaction
+    # so /metrics is exact across every deliver process.
+    db.execute(
+        "CREATE TABLE delivery_counts (endpoint_id TEXT NOT NULL, outcome TEXT NOT NULL,"
+        " bucket INTEGER NOT NULL, shard INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL,"
+        " ms INTEGER NOT NULL, PRIMARY KEY (endpoint_id, outcome, bucket, shard))"
+    )
+
+
 _SETTLED = "('succeeded', 'partial', 'failed', 'submit_failed', 'timed_out')"
 
 

@@ -20,6 +20,7 @@ write jobs, so a job changes state one way whoever changes it.
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Protocol
 
 from . import states
 from .ids import new_id, utcnow
-from .records import JOB_COLUMNS, JOB_FIELDS, job_from_row
+from .records import JOB_COLUMNS, JOB_FIELDS, job_from_row, public_job
 from .session import Part, Session
 
 _OPEN = tuple(states.OPEN)
@@ -116,8 +117,12 @@ def new_job(
     media_id: str | None = None,
     operation: str | None = None,
     params: str | None = None,
+    metadata: str | None = None,
 ) -> dict:
-    """Return the column values of a job not yet written (every column, in no order)."""
+    """Return the column values of a job not yet written (every column, in no order).
+
+    :param metadata: the application's own JSON object, as text (None: `{}`)
+    """
     return {
         "id": new_id(),
         "provider": provider,
@@ -140,6 +145,7 @@ def new_job(
         "started_at": None,
         "settled_at": None,
         "duration_seconds": None,
+        "metadata": metadata,
     }
 
 
@@ -626,10 +632,15 @@ def count_notice(
 
 
 def state_changed(session: Session, job: dict, old: str | None, new: str | None) -> None:
-    """Keep `job_counts` in step with a state change, and queue its alert, in the caller's
-    transaction: the outbox row commits or rolls back with the change itself."""
+    """Keep `job_counts` in step with a state change, and queue its alert and its message,
+    in the caller's transaction: the outbox rows commit or roll back with the change itself.
+
+    `new` None is a job going away (folded into another by a merge): counted, no message.
+    """
     if old == new:
         return
+    if new is not None:
+        queue_message(session, job, old, new)
     if new in states.ALERTING:
         session.conn.execute(
             "INSERT INTO alerts (job_id, state, created_at, error_code, error_message)"
@@ -646,6 +657,61 @@ def state_changed(session: Session, job: dict, old: str | None, new: str | None)
                 " shard) DO UPDATE SET n = job_counts.n + excluded.n",
                 (*scope, state, shard, delta),
             )
+
+
+def queue_message(session: Session, job: dict, old: str | None, new: str) -> None:
+    """Write the outbound message of one state change: one insert, its sequence counted
+    from the job's earlier messages (its row is held, so changes of a job are serialized).
+
+    The job record is kept as it is now; the `deliver` process fans the message out to
+    the endpoints and builds each body from this row (store/deliveries.py).
+    """
+    session.conn.execute(
+        "INSERT INTO messages (job_id, sequence, state, previous_state, created_at, data)"
+        " VALUES (?, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM messages WHERE job_id = ?),"
+        " ?, ?, ?, ?)",
+        (
+            job["id"],
+            job["id"],
+            new,
+            old,
+            utcnow(),
+            record_text(job, new),
+        ),
+    )
+
+
+def record_text(job: dict, state: str) -> str:
+    """Return the job record as JSON text, its outputs and metadata spliced in as stored.
+
+    Decoding the outputs only to encode them again cost more than the rest of the message:
+    the record is encoded with both empty, then each is put in place of its empty value
+    (metadata first, as outputs may hold that text; a key in a string value has its quotes
+    escaped, so only the record's own keys match). Outputs holding a NaN or an infinity,
+    which JSON has no words for, are decoded and written with null in their place.
+    """
+    duration = job["duration_seconds"]
+    if duration is None and job["finished_at"]:  # a merge finishes a job before writing it
+        duration = duration_of(job)
+    shell = public_job(
+        {**job, "state": state, "outputs": None, "metadata": None, "duration_seconds": duration}
+    )
+    text = json.dumps(shell, ensure_ascii=False, allow_nan=False)
+    outputs = job["outputs"] or "[]"
+    if "NaN" in outputs or "Infinity" in outputs:
+        outputs = json.dumps(_finite(json.loads(outputs)), ensure_ascii=False)
+    text = text.replace('"metadata": {}', '"metadata": ' + (job.get("metadata") or "{}"), 1)
+    return text.replace('"outputs": []', '"outputs": ' + outputs, 1)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _shard(session: Session) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 JOB_COLUMNS = (
     "id, provider, service, kind, provider_job_id, media_id, state, preprocess, error_code,"
     " error_message, outputs, origin, operation, params, submitted_at, updated_at, finished_at,"
-    " last_event_at, started_at, settled_at, duration_seconds"
+    " last_event_at, started_at, settled_at, duration_seconds, metadata"
 )
 JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
 EVENT_COLUMNS = (
@@ -47,6 +47,7 @@ def public_job(job: dict, *, slow: bool = False) -> dict:
         "finished_at": job["finished_at"],
         "duration_seconds": job["duration_seconds"],
         "slow": slow,
+        "metadata": json.loads(job["metadata"]) if job.get("metadata") else {},
     }
 
 

@@ -45,6 +45,7 @@ class Submissions(Part):
         params: Mapping[str, Any],
         media_id: str | None = None,
         origin: str = "submitted",
+        metadata: str | None = None,
     ) -> dict:
         """Record a job as `submitting` before its provider API is called.
 
@@ -53,6 +54,7 @@ class Submissions(Part):
 
         :param origin: `external` when the call acts on a job made elsewhere (a Live Stop of
           a stream the ledger did not know)
+        :param metadata: the application's own JSON object, as text
         """
         now = utcnow()
         body = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
@@ -66,6 +68,7 @@ class Submissions(Part):
             media_id=media_id,
             operation=operation,
             params=body,
+            metadata=metadata,
         )
 
         def write() -> None:

@@ -6,6 +6,7 @@ job (the Ledger matches or merges it). Params and credentials are checked before
 write: a usage error or a missing setting records nothing.
 """
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +14,18 @@ from typing import Any
 
 from store import Ledger, states
 
-from .calls import INTERACTIVE_BUDGET_S, NETWORK_ERROR, OUTCOME_UNKNOWN, Budget, CallFailed
+from .calls import (
+    INTERACTIVE_BUDGET_S,
+    NETWORK_ERROR,
+    OUTCOME_UNKNOWN,
+    Budget,
+    CallFailed,
+    UsageError,
+)
 from .operations import Operation, get_operation, open_client
 
 log = logging.getLogger("jobledger.submitter")
+MAX_METADATA = 4096  # bytes of an application's metadata, as compact JSON
 UNKNOWN_HINT = (
     " A callback or `reconcile` settles the job if the provider did accept it; otherwise it"
     " stays `submitting` until its deadline. Check with the provider before submitting again."
@@ -66,18 +75,22 @@ def submit(
     params: Mapping[str, Any],
     *,
     budget_s: float = INTERACTIVE_BUDGET_S,
+    metadata: Any = None,
 ) -> Submission:
     """Submit operation `name` with `params`; return the recorded job and any failure.
 
     :param config: the app's settings (credentials, endpoints, MPS pipeline)
     :param budget_s: seconds all attempts together may take
-    :raises UsageError: unknown operation or bad params (nothing recorded)
+    :param metadata: the application's own JSON object, kept on the job and sent in every
+      message about it (a Start/Stop of a Live job the ledger knows keeps that job's own)
+    :raises UsageError: unknown operation, bad params or metadata (nothing recorded)
     :raises NotConfigured: the provider's credentials are not set (nothing recorded)
     """
     op = get_operation(name)
     call_params = op.prepare(params, config)
+    meta = metadata_text(metadata)
     with open_client(op.client, config) as client:
-        job, known = _begin(ledger, op, call_params)
+        job, known = _begin(ledger, op, call_params, meta)
         log.info("submitter.submitting", extra={"operation": op.name, "job_id": job["id"]})
         try:
             answer = op.call(client, call_params, Budget(budget_s))
@@ -109,7 +122,25 @@ def submit(
     return Submission(job, op)
 
 
-def _begin(ledger: Ledger, op: Operation, params: dict) -> tuple[dict, bool]:
+def metadata_text(metadata: Any) -> str | None:
+    """Return an application's metadata as the JSON text kept on the job (None for none).
+
+    :raises UsageError: naming `metadata`: not a JSON object, or over MAX_METADATA bytes
+    """
+    if metadata is None or metadata == {}:
+        return None
+    if not isinstance(metadata, dict):
+        raise UsageError("metadata must be a JSON object")
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        raise UsageError("metadata must be a JSON object of JSON values") from None
+    if len(text.encode()) > MAX_METADATA:
+        raise UsageError(f"metadata is larger than {MAX_METADATA} bytes as JSON")
+    return text
+
+
+def _begin(ledger: Ledger, op: Operation, params: dict, metadata: str | None) -> tuple[dict, bool]:
     """Record the job before the call; return it and whether the ledger already knew it."""
     if op.toggles:
         known = ledger.jobs.find(op.provider, op.service, str(params["JobId"]))
@@ -125,6 +156,7 @@ def _begin(ledger: Ledger, op: Operation, params: dict) -> tuple[dict, bool]:
         operation=op.name,
         params=params,
         media_id=op.media_id(params),
+        metadata=metadata,
         origin="external" if op.toggles and op.state == states.STOPPED else "submitted",
     )
     return job, False

@@ -2,8 +2,8 @@
 
 More fixtures come from the plugins registered below: `engines` (SQLite and a throwaway
 PostgreSQL cluster), `filesystems` (a small tmpfs that fills up), `proxy` (nginx),
-`provider_env` (local provider fakes), `browser` (Chromium). Helpers that tests import are
-plain functions in `tests/helpers.py`.
+`provider_env` (local provider fakes), `browser` (Chromium), `aws` (moto's server for SNS
+and SQS). Helpers that tests import are plain functions in `tests/helpers.py`.
 """
 
 import os
@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.proxy",
     "tests.provider_env",
     "tests.browser",
+    "tests.aws",
 ]
 
 

@@ -1,10 +1,7 @@
 """Alerts: the outbox, deadlines, webhook and SNS sinks, grouping, and never twice."""
 
 import json
-import subprocess
-import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,7 +13,7 @@ from receiver.providers.aliyun import vod as aliyun_vod
 from receiver.providers.base import Event
 from store.alerts import queue_alert
 from tests.engines import ledger_text
-from tests.helpers import failed_transcode, fixture_json, free_port, http, record
+from tests.helpers import failed_transcode, fixture_json, free_port, record
 
 pytestmark = pytest.mark.engines
 
@@ -266,36 +263,7 @@ def test_an_unreachable_sink_is_retried_with_backoff(ledger):
 # -- SNS, through boto3, against moto's server over HTTP --------------------------------
 
 
-@pytest.fixture
-def moto_server(monkeypatch):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if http("GET", endpoint + "/moto-api/")[0] < 500:
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise
-            time.sleep(0.1)
-    for name, value in {
-        "AWS_ENDPOINT_URL_SNS": endpoint,
-        "AWS_ENDPOINT_URL_SQS": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+# The `moto_server` fixture is in tests/aws.py.
 
 
 def test_sns_alerts_arrive_in_a_subscribed_queue(ledger, moto_server):

@@ -33,7 +33,18 @@ def api_schema(make_app):
     )
 
 
-FILTERED = {"/api/jobs", "/api/quarantine", "/api/replay"}
+FILTERED = {
+    "/api/jobs",
+    "/api/quarantine",
+    "/api/replay",
+    # a URL is taken only if its host resolves to a public address, which no schema can say;
+    # those 400s are tested in test_endpoints.py
+    "/api/endpoints",
+    "/api/endpoints/{endpoint_id}",
+    "/api/endpoints/{endpoint_id}/deliveries",
+    "/api/endpoints/{endpoint_id}/rotate-secret",
+    "/api/endpoints/{endpoint_id}/recover",
+}
 
 
 def test_api_matches_its_openapi_document(api_schema):

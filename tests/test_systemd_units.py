@@ -179,12 +179,13 @@ def test_the_web_units_commands_serve_on_the_socket_folder(tmp_path):
 def test_each_worker_instance_starts_and_stops_cleanly(tmp_path, instance):
     proc = run_unit(tmp_path, "jobledger@.service", instance)
     log = tmp_path / "jobledger@.service.log"
-    if instance == "reconcile":  # it loops until told to stop, saying first what it does
+    if instance in ("reconcile", "deliver"):  # loops until told to stop, saying what it does
+        started = f"{instance}.started"
         deadline = time.monotonic() + 30
-        while "reconcile.started" not in log.read_text() and time.monotonic() < deadline:
+        while started not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.05)
-        assert "reconcile.started" in log.read_text()
+        assert started in log.read_text()
         assert stop(proc) == 0, log.read_text()
     else:  # a consumer without its provider settings says which, in one line, and exits
         assert proc.wait(timeout=30) == 2, log.read_text()

@@ -5,19 +5,20 @@ RECEIVER_ALERT_WEBHOOK_URLS entry, and an AWS SNS publish to RECEIVER_ALERT_SNS_
 A delivered alert is never sent to that sink again, and with several `reconcile`
 processes each alert is claimed by one of them before it is sent. A failing sink is
 retried with growing backoff (30 s doubling to 10 min) for a day, so a sink down for an
-hour gets everything when it is back. Alerts are held until the oldest waiting one is
-RECEIVER_ALERT_GROUP_SECONDS old and then go out together: one alert alone, several as one
-summary.
+hour gets everything when it is back; a sink is never disabled. Alerts are held until
+the oldest waiting one is RECEIVER_ALERT_GROUP_SECONDS old and then go out together: one
+alert alone, several as one summary. Alerts are an outbox of their own, apart from
+endpoint messages; the two share the transport (receiver/background/transport.py).
 """
 
 import json
 import logging
 import random
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from store import Ledger
+
+from . import transport
 
 log = logging.getLogger("jobledger.alerts")
 MAX_AGE = timedelta(days=1)
@@ -168,35 +169,26 @@ def _subject(message: dict) -> str:
 
 def _post(url: str, message: dict) -> None:
     body = json.dumps(message, ensure_ascii=False).encode()
-    request = urllib.request.Request(
+    # The operator's own setting names the sink, so a private address is allowed.
+    answer = transport.post(
         url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "jobledger-alerts"},
+        body,
+        {"User-Agent": "jobledger-alerts"},
+        timeout=WEBHOOK_TIMEOUT_S,
+        allow_private=True,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            response.read()
-    except urllib.error.HTTPError as e:
-        e.close()
-        raise SinkError(f"HTTP {e.code} from the webhook") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise SinkError(f"webhook unreachable: {getattr(e, 'reason', e)}") from None
+    if answer.status_code is not None and not answer.ok:
+        raise SinkError(f"{answer.error} from the webhook")
+    if not answer.ok:
+        raise SinkError(f"webhook unreachable: {answer.error}")
 
 
 def _publish(topic_arn: str, message: dict) -> None:
-    # boto3 (10 MiB resident) is imported here: web workers load this module, only the
-    # reconcile worker publishes.
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
-    try:
-        client = boto3.client("sns", region_name=region or None)
-        client.publish(
-            TopicArn=topic_arn,
-            Subject=_subject(message)[:100],
-            Message=json.dumps(message, ensure_ascii=False),
-        )
-    except (BotoCoreError, ClientError) as e:
-        raise SinkError(f"SNS publish failed: {e}") from None
+    answer = transport.publish(
+        topic_arn,
+        json.dumps(message, ensure_ascii=False),
+        timeout=WEBHOOK_TIMEOUT_S,
+        subject=_subject(message),
+    )
+    if not answer.ok:
+        raise SinkError(answer.error or "SNS publish failed")

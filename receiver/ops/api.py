@@ -127,7 +127,8 @@ def submit_budget() -> float:
 
 @bp.post("/jobs")
 def create_job():
-    """Submit a job: {"operation": NAME, "params": {...}}; answer with the recorded job."""
+    """Submit a job: {"operation": NAME, "params": {...}, "metadata": {...}}; answer with
+    the recorded job."""
     body = params.json_object("body", request.get_data())
     if not isinstance(body.get("operation"), str):
         return error_response(400, 'expected a JSON object {"operation": NAME, "params": {...}}')
@@ -138,6 +139,7 @@ def create_job():
             body["operation"],
             body.get("params") or {},
             budget_s=submit_budget(),
+            metadata=body.get("metadata"),
         )
     except UsageError as e:
         return error_response(400, str(e))

@@ -46,7 +46,8 @@ def feed_label(feed: dict) -> str:
 
 
 def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
-    """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts."""
+    """Gather the health strip: feeds, rejections, quarantine, unmatched notices, alerts,
+    and outbound events (endpoints failing, the oldest message waiting)."""
     hour_ago = now - timedelta(hours=1)
     rejections.TALLY.flush_into(ledger, config)  # this process's latest, at least
     return {
@@ -59,6 +60,8 @@ def health(ledger: Ledger, config: Mapping[str, Any], now: datetime) -> dict:
         "unmatched": ledger.dashboard.unmatched_notices(hour_ago),
         "alerts_waiting": ledger.alerts.waiting(),
         "sinks": [kind for kind, _ in sinks(config)],
+        "endpoints_failing": ledger.endpoints.failing(),
+        "deliveries": ledger.deliveries.waiting(),
     }
 
 

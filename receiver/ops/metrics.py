@@ -3,9 +3,9 @@
 Two sources: per-request figures (hook outcomes, apply latency) are prometheus-client
 metrics, aggregated across workers in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is
 set (gunicorn.conf.py sets it); ledger figures (notices by type and outcome, jobs by
-state, the oldest unfinished job, alerts, queue messages) are read from the counters the
-ledger keeps in its own transactions, so they are exact across every process (web
-workers, consumers, reconcile) and survive restarts.
+state, the oldest unfinished job, alerts, queue messages, outbound deliveries) are read
+from the counters the ledger keeps in its own transactions, so they are exact across every
+process (web workers, consumers, reconcile, deliver) and survive restarts.
 """
 
 import os
@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from store.deliveries import BUCKETS
 from store.provider_health import PROM_BUCKETS
 
 from ..auth import require_ops
@@ -106,6 +107,56 @@ class LedgerCollector:
         yield from (notices, consumed, jobs, oldest, sent, failed, pending)
         if "health" in self.snapshot:
             yield from health_metrics(self.snapshot["health"])
+        if "deliveries" in self.snapshot:
+            yield from self._deliveries(self.snapshot["deliveries"])
+
+    def _deliveries(self, snapshot: dict):
+        """Outbound events: attempts by endpoint and outcome, their durations, what waits."""
+        by_outcome = CounterMetricFamily(
+            "jobledger_deliveries",
+            "Delivery attempts by endpoint and outcome (delivered, failed_attempt), and"
+            " deliveries given up after the last retry (failed).",
+            labels=["endpoint", "outcome"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        buckets = [0] * (len(BUCKETS) + 1)
+        total_ms = 0
+        for endpoint, outcome, bucket, n, ms in snapshot["counts"]:
+            totals[(endpoint, outcome)] = totals.get((endpoint, outcome), 0) + n
+            if bucket >= 0:
+                buckets[bucket] += n
+                total_ms += ms
+        for (endpoint, outcome), n in sorted(totals.items()):
+            by_outcome.add_metric([endpoint, outcome], n)
+        cumulative, running = [], 0
+        for bound, n in zip([*map(str, BUCKETS), "+Inf"], buckets, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        durations = HistogramMetricFamily(
+            "jobledger_delivery_attempt_seconds",
+            "Time of each delivery attempt, connect to last byte.",
+            buckets=cumulative,
+            sum_value=total_ms / 1000,
+        )
+        pending = GaugeMetricFamily(
+            "jobledger_deliveries_pending",
+            "Deliveries not yet delivered or given up, by endpoint.",
+            labels=["endpoint"],
+        )
+        for endpoint, n in sorted(snapshot["pending"].items()):
+            pending.add_metric([endpoint], n)
+        oldest = GaugeMetricFamily(
+            "jobledger_oldest_pending_message_age_seconds",
+            "Age of the change behind the oldest message not yet delivered (0 when none).",
+        )
+        oldest.add_metric([], self._age(snapshot["oldest_pending"]))
+        yield from (by_outcome, durations, pending, oldest)
+
+    def _age(self, stamp: str | None) -> float:
+        if not stamp:
+            return 0.0
+        since = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return max((self.now - since).total_seconds(), 0.0)
 
 
 GROUP = ["provider", "service", "kind"]
@@ -188,6 +239,7 @@ def metrics():
         "snapshot": health.snapshot(),
         "generated_at": health.generated_at(),
     }
+    snapshot["deliveries"] = get_ledger().deliveries.snapshot()
     ledger.register(LedgerCollector(snapshot, now))
     body = generate_latest(process) + generate_latest(ledger)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -30,6 +30,7 @@ _REPLAY_EFFECTS = {
 }
 QUARANTINE_NOTICES = {**dict.fromkeys(_REPLAY_EFFECTS, REPLAYED), "waiting": WAITING}
 QUARANTINE_NOTICES["discarded"] = DISCARDED
+ENDPOINT_NOTICES = ("retried", "recovered", "enabled")
 
 
 def job_notice(raw) -> str | None:
@@ -67,3 +68,21 @@ def quarantine_notice(raw, item: dict, state_of: Callable[[int], str | None]) ->
     event_id = item["replay_event_id"]
     state = state_of(event_id) if event_id else None
     return f"replayed as event {event_id} ({state or 'no state'}): {_REPLAY_EFFECTS[name]}"
+
+
+def endpoint_notice(args, endpoint: dict) -> str | None:
+    """Return the endpoint page's banner for `?notice=`, or None.
+
+    The URL carries only a name and a number (`delivery`, `count`); an "enabled" banner
+    shows only while the endpoint is enabled.
+    """
+    name = params.one_of(args.get("notice"), dict.fromkeys(ENDPOINT_NOTICES))
+    if name == "retried":
+        delivery = params.bounded(args.get("delivery"), 1, params.MAX_ROW_ID)
+        return f"delivery {delivery} will be sent again now" if delivery else None
+    if name == "recovered":
+        count = params.bounded(args.get("count"), 0, params.MAX_ROW_ID) or 0
+        return f"{count} failed deliver{'y' if count == 1 else 'ies'} will be sent again"
+    if name == "enabled" and endpoint["enabled"]:
+        return "enabled: what waited is being sent"
+    return None

@@ -4,6 +4,7 @@ Kept true by a schemathesis run in tests/test_openapi.py: every documented opera
 called with generated inputs and every answer is checked against this document.
 """
 
+from .openapi_endpoints import ENDPOINT_PATHS, ENDPOINT_SCHEMAS
 from .openapi_schema import (
     ERROR,
     HEALTH,
@@ -151,6 +152,10 @@ PATHS = {
                             "properties": {
                                 "operation": {"type": "string", "enum": _OPERATIONS},
                                 "params": {"type": "object"},
+                                "metadata": {
+                                    "type": "object",
+                                    "description": "the application's own (at most 4 KiB)",
+                                },
                             },
                         }
                     }
@@ -333,6 +338,7 @@ PATHS = {
     },
     "/hooks/aliyun/vod": _hook("aliyun_vod", ["X-VOD-TIMESTAMP", "X-VOD-SIGNATURE"]),
     "/hooks/tencent/vod": _hook("tencent_vod", []),
+    **ENDPOINT_PATHS,
 }
 
 SPEC = {
@@ -344,7 +350,7 @@ SPEC = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **ENDPOINT_SCHEMAS},
     },
     "security": [{"bearer": []}],
     "paths": PATHS,

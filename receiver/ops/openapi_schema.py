@@ -56,6 +56,7 @@ JOB = {
         "finished_at",
         "duration_seconds",
         "slow",
+        "metadata",
     ],
     "properties": {
         "id": {"type": "string", "description": "ledger id, sortable by creation"},
@@ -88,6 +89,7 @@ JOB = {
         "submitted_at": {"type": "string"},
         "updated_at": {"type": "string"},
         "finished_at": NULLABLE_STR,
+        "metadata": {"type": "object", "description": "the application's own, {} if none"},
         "duration_seconds": {
             "type": "number",
             "nullable": True,

@@ -171,7 +171,9 @@ def resubmit(job_id: str):
         raise Conflict("only a failed, partial, refused or timed-out submitted job is resubmitted")
     params = ledger.jobs.submission_params(job_id)
     try:
-        result = submit(ledger, current_app.config, job["operation"], params)
+        result = submit(
+            ledger, current_app.config, job["operation"], params, metadata=job["metadata"]
+        )
     except NotConfigured as e:
         log.error("pages.resubmit-not-configured", extra={"job_id": job_id, "error": str(e)})
         raise ServiceUnavailable(f"cannot resubmit: {e}") from None
