@@ -20,6 +20,7 @@ from receiver import create_app
 from receiver.db import close_ledgers
 from store import open_ledger
 from tests.helpers import AUTH_KEYS, CALLBACK_URL, OPS_TOKEN, ROOT, SIGN_KEY, free_port, http
+from tests.receivers import Receiver
 
 pytest_plugins = [
     "tests.engines",
@@ -147,3 +148,17 @@ def gunicorn_server(settings, tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def receivers():
+    """Make local endpoints that check each message's signature (tests/receivers.py)."""
+    made: list[Receiver] = []
+
+    def make(**kwargs) -> Receiver:
+        made.append(Receiver(**kwargs))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

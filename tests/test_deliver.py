@@ -19,19 +19,6 @@ FAST = [0, 0, 0]  # retry at once: a delivery fails after four attempts
 
 
 @pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make(**kwargs) -> Receiver:
-        made.append(Receiver(**kwargs))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
-
-
-@pytest.fixture
 def config(make_app):
     def build(**overrides):
         settings = {

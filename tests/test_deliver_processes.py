@@ -24,19 +24,6 @@ from tests.receivers import Receiver
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 
 
-@pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make(**kwargs) -> Receiver:
-        made.append(Receiver(**kwargs))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
-
-
 def deliver_env(database, **settings) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
     env.update(

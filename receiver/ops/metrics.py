@@ -197,15 +197,15 @@ def health_metrics(health: dict):
         " reconcile pass.",
         labels=GROUP,
     )
-    for row in health["snapshot"]:
-        slow.add_metric([row["provider"], row["service"], row["kind"]], row["slow_jobs"] or 0)
     anomaly = GaugeMetricFamily(
         "jobledger_provider_anomaly",
         "1 while a kind's failure rate is anomalous (the dashboard's banner), else 0.",
         labels=GROUP,
     )
     for row in health["snapshot"]:
-        anomaly.add_metric([row["provider"], row["service"], row["kind"]], row["anomaly"] or 0)
+        labels = [row["provider"], row["service"], row["kind"]]
+        slow.add_metric(labels, row["slow_jobs"] or 0)
+        anomaly.add_metric(labels, row["anomaly"] or 0)
     generated = GaugeMetricFamily(
         "jobledger_health_generated_timestamp_seconds",
         "When the reconcile pass last worked out provider health (Unix time; 0: never).",
