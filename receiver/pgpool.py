@@ -126,14 +126,22 @@ def _take(
     """Take a working connection from the pool, passing over any the server dropped.
 
     Each one passed over is closed and given back, and the pool opens another in its place.
+    The wait is taken in slices of PROBE_S: when another request's wait is cut meanwhile
+    (the server stalls), this one ends at once too, instead of waiting out its deadline.
     """
+    key, began = (os.getpid(), url), time.monotonic()
     while True:
+        left = deadline - time.monotonic()
         try:
-            raw = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
-        except PoolTimeout as e:
-            if stalled:
+            raw = pool.getconn(timeout=max(0.001, min(left, PROBE_S)))
+        except PoolTimeout:
+            if stalled or key in _stalled:
                 raise LedgerUnavailable(STALLED.format(redact(url)), "timeout") from None
-            raise LedgerUnavailable(describe_failure(url, e)) from None
+            now = time.monotonic()
+            if now < deadline:
+                continue
+            waited = PoolTimeout(f"couldn't get a connection after {now - began:.2f} sec")
+            raise LedgerUnavailable(describe_failure(url, waited)) from None
         if usable(raw):
             return raw
         raw.close()
