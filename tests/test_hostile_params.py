@@ -1,13 +1,14 @@
 """Fuzzed parameters, on both engines: one list of values that every route reading
 parameters is walked with (every GET route of the API and the pages, the bulk replay in
-JSON and as a form, the quarantine's routes, ids in paths), and `flask replay` with the
-same values. No answer may be a 5xx; every refusal has the one error shape and names the
-parameter it refuses.
+JSON and as a form, the quarantine's and the endpoints' routes, ids in paths), and
+`flask replay` with the same values. No answer may be a 5xx; every refusal has the one
+error shape and names the parameter it refuses.
 """
 
 import json
 import re
 import urllib.parse
+from datetime import UTC, datetime
 
 import pytest
 
@@ -85,14 +86,18 @@ OPEN = ("/hooks/", "/static/", "/healthz")
 
 @pytest.fixture
 def seeded(client, ledger):
-    """A job with an event, and a quarantined body: real values for every path argument."""
+    """A job with an event, a quarantined body and an endpoint with a delivery: real values
+    for every path argument."""
     doc = fixture_json("aliyun_vod-TranscodeComplete.json")
     answer = client.post(VOD, data=json.dumps(doc), headers=vod_headers()).get_json()
     bad = client.post(VOD, data=b'{"EventType": ', headers=vod_headers()).get_json()
+    endpoint = ledger.endpoints.create(url="https://app.example.com/hooks")
+    ledger.deliveries.fan_out(datetime.now(UTC))
     return {
         "job_id": answer["job_id"],
         "event_id": answer["event_id"],
         "quarantine_id": bad["quarantine_id"],
+        "endpoint_id": endpoint["id"],
     }
 
 
@@ -126,6 +131,7 @@ def get_routes(app, seeded) -> list[str]:
 def test_every_get_route_takes_every_fuzzed_value_of_every_parameter(app, client, seeded):
     paths = get_routes(app, seeded)
     assert {"/api/jobs", "/api/quarantine", "/jobs", "/quarantine", "/replay", "/"} <= set(paths)
+    assert {"/api/endpoints", "/endpoints", f"/endpoints/{seeded['endpoint_id']}"} <= set(paths)
     for path in paths:
         for name in NAMES:
             queries = [urllib.parse.urlencode({name: v}) for v in FUZZ]
@@ -234,6 +240,18 @@ def test_ids_in_paths_take_every_fuzzed_value(client, seeded):
         for action in ("replay", "discard"):
             for path in (f"/api/quarantine/{value}/{action}", f"/quarantine/{value}/{action}"):
                 check(client.post(path, data={"csrf": token}), path, None)
+        reads = (f"/api/endpoints/{value}", f"/endpoints/{value}")
+        for path in (*reads, f"/api/endpoints/{value}/deliveries"):
+            check(client.get(path), path, None)
+        check(client.patch(reads[0], json={}), reads[0], None)
+        for action in ("rotate-secret", "recover"):
+            path = f"/api/endpoints/{value}/{action}"
+            check(client.post(path, json={}), path, None)
+        path = f"/api/deliveries/{value}/retry"
+        check(client.post(path), path, None)
+        for action in ("recover", "enable", f"deliveries/{value}/retry"):
+            path = f"/endpoints/{seeded['endpoint_id']}/{action}"
+            check(client.post(path, data={"csrf": token, "since": value}), path, None)
     job = seeded["job_id"]
     for event_id in (2**63, 2**64):
         path = f"/jobs/{job}/events/{event_id}/replay"
