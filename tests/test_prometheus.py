@@ -94,7 +94,7 @@ UNIT_TESTS = {
                                 "provider": "aliyun",
                                 "service": "vod",
                                 "kind": "transcode",
-                                "severity": "page",
+                                "severity": "critical",
                             },
                             "exp_annotations": {
                                 "summary": "aliyun vod transcode failing 37.5% in the last 15 min",
@@ -130,7 +130,7 @@ UNIT_TESTS = {
                                 "provider": "tencent",
                                 "service": "vod",
                                 "kind": "procedure",
-                                "severity": "ticket",
+                                "severity": "warning",
                             },
                             "exp_annotations": {
                                 "summary": "2 tencent vod procedure jobs running past their"
@@ -150,7 +150,7 @@ UNIT_TESTS = {
                                 "provider": "aliyun",
                                 "service": "vod",
                                 "kind": "transcode",
-                                "severity": "page",
+                                "severity": "critical",
                             },
                             "exp_annotations": {
                                 "summary": "jobledger judges aliyun vod transcode's failure"
@@ -166,7 +166,7 @@ UNIT_TESTS = {
                     "alertname": "JobledgerHealthNotComputed",
                     "exp_alerts": [
                         {
-                            "exp_labels": {"severity": "ticket"},
+                            "exp_labels": {"severity": "warning"},
                             "exp_annotations": {
                                 "summary": "jobledger has not worked out provider health for 5 min",
                                 "description": "Provider health, alerts and timeouts are"
@@ -211,7 +211,7 @@ UNIT_TESTS = {
                     "alertname": "JobledgerDeliveriesWaiting",
                     "exp_alerts": [
                         {
-                            "exp_labels": {"severity": "page"},
+                            "exp_labels": {"severity": "critical"},
                             "exp_annotations": {
                                 "summary": "A job state change has waited 30m 0s to reach its"
                                 " endpoints",
@@ -227,7 +227,7 @@ UNIT_TESTS = {
                     "alertname": "JobledgerEndpointFailing",
                     "exp_alerts": [
                         {
-                            "exp_labels": {"endpoint": "e2", "severity": "ticket"},
+                            "exp_labels": {"endpoint": "e2", "severity": "warning"},
                             "exp_annotations": {
                                 "summary": "Endpoint e2 has accepted no delivery for 15 min",
                                 "description": "Its messages wait and are retried;"
