@@ -2,18 +2,16 @@
 widths: the anomaly banner, the charts, nothing that scrolls sideways, no outside script."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
 
 from receiver.background.health import health_pass
-from store.ids import iso
-from store.notices import insert_job, new_job
 from tests.browser import ARTIFACTS
 from tests.helpers import fixture_json, http, tencent_signed, vod_headers
 from tests.test_browser import check_page
-from tests.test_provider_health import PROCEDURE, TRANSCODE, steady
+from tests.test_provider_health import PROCEDURE, TRANSCODE, running_job, steady
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +30,7 @@ def seed_anomaly(base: str, ledger, config) -> None:
             "POST", base + "/hooks/aliyun/vod", json.dumps(body).encode(), vod_headers()
         )
         assert status == 200
-    job = new_job(
-        provider="tencent",
-        service="vod",
-        kind="procedure",
-        state="processing",
-        origin="submitted",
-        now=iso(now),
-    )
-    job["submitted_at"] = iso(now - timedelta(hours=1))
-    ledger.session.write(insert_job, ledger.session, job)
+    running_job(ledger, PROCEDURE, now, took=1 * 3600)
     health_pass(config, ledger, datetime.now(UTC))
 
 

@@ -6,15 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from receiver.background.health import health_pass
-from store.ids import iso
-from store.notices import insert_job, new_job
 from tests.helpers import ROOT
-from tests.test_provider_health import CONFIG, PROCEDURE, TRANSCODE, steady
+from tests.test_provider_health import CONFIG, PROCEDURE, TRANSCODE, running_job, steady
 
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "jobledger-provider-health.json"
@@ -268,16 +266,7 @@ def test_every_metric_the_rules_and_dashboard_name_is_exposed(client, ledger):
     now = datetime.now(UTC)
     steady(ledger, TRANSCODE, now, hours=2, fail_every=5)
     steady(ledger, PROCEDURE, now, hours=30, per_hour=2)
-    job = new_job(
-        provider="tencent",
-        service="vod",
-        kind="procedure",
-        state="processing",
-        origin="submitted",
-        now=iso(now),
-    )
-    job["submitted_at"] = iso(now - timedelta(hours=2))
-    ledger.session.write(insert_job, ledger.session, job)
+    running_job(ledger, PROCEDURE, now, took=2 * 3600)
     health_pass(CONFIG, ledger, now)
     text = client.get("/metrics").get_data(as_text=True)
     exposed = exposed_names(text)

@@ -64,6 +64,22 @@ def steady(ledger, group, now, *, per_hour=6, fail_every=50, took=lambda i: 120.
     ledger.session.write(write)
 
 
+def running_job(ledger, group, now: datetime, *, took: float) -> str:
+    """Write one job of `group` submitted `took` seconds before `now`, still running."""
+    provider, service, kind = group
+    job = new_job(
+        provider=provider,
+        service=service,
+        kind=kind,
+        state="processing",
+        origin="submitted",
+        now=iso(now),
+    )
+    job["submitted_at"] = iso(now - timedelta(seconds=took))
+    ledger.session.write(insert_job, ledger.session, job)
+    return job["id"]
+
+
 def transcode_success(video: str):
     doc = fixture_json("aliyun_vod-TranscodeComplete.json")
     doc["VideoId"] = video
@@ -253,18 +269,7 @@ def test_jobs_running_past_their_kinds_p95_are_slow(ledger, client):
     assert abs(p95 - 600) <= 0.045 * 600
 
     def running(took: float, kind=PROCEDURE) -> str:
-        provider, service, name = kind
-        job = new_job(
-            provider=provider,
-            service=service,
-            kind=name,
-            state="processing",
-            origin="submitted",
-            now=iso(now),
-        )
-        job["submitted_at"] = iso(now - timedelta(seconds=took))
-        ledger.session.write(insert_job, ledger.session, job)
-        return job["id"]
+        return running_job(ledger, kind, now, took=took)
 
     late, early = running(p95 + 120), running(p95 - 120)
     other = running(10**5, TRANSCODE)  # a kind without 20 durations is never slow
