@@ -148,6 +148,21 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition", proc=Non
         time.sleep(0.02)
 
 
+def drain_terminal(leader: int) -> bytes:
+    """Read what a command wrote to a pseudo-terminal until it is gone; close our end."""
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the command and its terminal are gone
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    return terminal
+
+
 @contextlib.contextmanager
 def flask_command(args: list[str], env: dict, log_path):
     """Run `python -m flask --app wsgi ARGS` with RECEIVER_* `env`; kill and reap it on exit."""

@@ -313,6 +313,20 @@ def test_a_paused_server_costs_503s_within_5_s_and_healthz_answers_throughout(
 # -- a server that takes no writes -------------------------------------------------------------
 
 
+def apply_to(url: str, deliveries: list[Delivery]):
+    """Apply one MNS batch to the ledger at `url`, as the consumer does."""
+    with open_ledger(url) as ledger:
+        return apply_batch(
+            ledger,
+            deliveries,
+            parse=aliyun_vod.parse,
+            source="mns",
+            auth="queue",
+            quarantine_as=("aliyun", "mns"),
+            prefix="test",
+        )
+
+
 def test_a_read_only_database_is_unavailable_not_broken(own_cluster, fresh_db):
     name = fresh_db()
     url = own_cluster.url(name)
@@ -324,28 +338,10 @@ def test_a_read_only_database_is_unavailable_not_broken(own_cluster, fresh_db):
     doc = fixture_json("aliyun_vod-TranscodeComplete.json")
     deliveries = [Delivery(json.dumps(dict(doc, VideoId=f"ro-{i}")), i, {}) for i in range(3)]
     deliveries.append(Delivery("{not json", 3, {}))  # would go to the quarantine
-    with open_ledger(url) as ledger:
-        out = apply_batch(
-            ledger,
-            deliveries,
-            parse=aliyun_vod.parse,
-            source="mns",
-            auth="queue",
-            quarantine_as=("aliyun", "mns"),
-            prefix="test",
-        )
+    out = apply_to(url, deliveries)
     assert out.done == [] and out.deferred == deliveries  # all left for redelivery
     own_cluster.admin(f"ALTER DATABASE {name} RESET default_transaction_read_only")
-    with open_ledger(url) as ledger:
-        out = apply_batch(
-            ledger,
-            deliveries,
-            parse=aliyun_vod.parse,
-            source="mns",
-            auth="queue",
-            quarantine_as=("aliyun", "mns"),
-            prefix="test",
-        )
+    out = apply_to(url, deliveries)
     assert (out.applied, out.quarantined, out.deferred) == (3, 1, [])
 
 

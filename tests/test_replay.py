@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import (
     ROOT,
     assert_error_shape,
+    drain_terminal,
     fixture_json,
     tencent_signed,
     vod_headers,
@@ -252,16 +253,7 @@ def test_cli_draws_a_progress_bar_on_a_terminal(db_path):
     )
     os.close(follower)
     stdout, _ = proc.communicate(timeout=60)
-    terminal = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the command and its terminal are gone
-            break
-        if not chunk:
-            break
-        terminal += chunk
-    os.close(leader)
+    terminal = drain_terminal(leader)
     assert proc.returncode == 0, terminal
     assert len(stdout.splitlines()) == 30  # stdout stays one JSON line per item
     text = terminal.decode()

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from receiver.ops.display import duration, plural
-from tests.helpers import ROOT, fixture_json, tencent_signed, vod_headers
+from tests.helpers import ROOT, drain_terminal, fixture_json, tencent_signed, vod_headers
 
 VOD = "/hooks/aliyun/vod"
 TENCENT = "/hooks/tencent/vod"
@@ -133,16 +133,7 @@ def test_replay_on_a_terminal_keeps_its_bar_clear_of_log_lines(db_path, client):
         stderr=follower,
     )
     os.close(follower)
-    terminal = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the command and its terminal are gone
-            break
-        if not chunk:
-            break
-        terminal += chunk
-    os.close(leader)
+    terminal = drain_terminal(leader)
     assert proc.wait(timeout=60) == 0, terminal
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.decode())
     lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
