@@ -690,12 +690,7 @@ def record_text(job: dict, state: str) -> str:
     escaped, so only the record's own keys match). Outputs holding a NaN or an infinity,
     which JSON has no words for, are decoded and written with null in their place.
     """
-    duration = job["duration_seconds"]
-    if duration is None and job["finished_at"]:  # a merge finishes a job before writing it
-        duration = duration_of(job)
-    shell = public_job(
-        {**job, "state": state, "outputs": None, "metadata": None, "duration_seconds": duration}
-    )
+    shell = public_job({**job, "state": state, "outputs": None, "metadata": None})
     text = json.dumps(shell, ensure_ascii=False, allow_nan=False)
     outputs = job["outputs"] or "[]"
     if "NaN" in outputs or "Infinity" in outputs:

@@ -12,6 +12,7 @@ from . import states
 from .errors import JobNotFound
 from .ids import utcnow
 from .notices import (
+    duration_of,
     fetch_job,
     insert_job,
     insert_local_event,
@@ -170,6 +171,7 @@ class Submissions(Part):
         if merged == early["state"]:
             for field in ("outputs", "error_code", "error_message", "finished_at"):
                 into[field] = early[field]
+            into["duration_seconds"] = duration_of(into)  # its message is written first
         into["preprocess"] = early["preprocess"] or into["preprocess"]
         into["last_event_at"] = (
             max(early["last_event_at"] or "", into["last_event_at"] or "") or None

@@ -114,6 +114,11 @@ def test_a_merge_sends_the_submitted_job_its_change(ledger):
         (early.job_id, 1, "failed", None),  # sent as it happened, kept
         (job["id"], 2, "failed", "submitting"),
     ]
+    # The message of the change the merge made carries the finished job's duration.
+    (data,) = ledger.conn.execute(
+        "SELECT data FROM messages WHERE job_id = ? AND sequence = 2", (job["id"],)
+    ).fetchone()
+    assert json.loads(data)["duration_seconds"] == merged["duration_seconds"] is not None
 
 
 # -- delivery ----------------------------------------------------------------------------
@@ -403,6 +408,3 @@ def test_the_stored_record_is_the_job_record_even_with_tricky_values():
     job["outputs"] = '[{"size": NaN, "bitrate": Infinity, "name": "NaNa.mp4"}]'
     outputs = json.loads(record_text(job, "failed"))["outputs"]  # strict JSON: no NaN
     assert outputs == [{"size": None, "bitrate": None, "name": "NaNa.mp4"}]
-    # A job finished by a merge, before its row (and so its duration) is written.
-    job["finished_at"] = "2026-01-01T00:01:00.000Z"
-    assert json.loads(record_text(job, "succeeded"))["duration_seconds"] == 60.0
