@@ -81,12 +81,13 @@ def job_query() -> dict:
         "q": params.text("q", args.get("q")),
         "since": params.moment("since", args.get("since")),
         "until": params.moment("until", args.get("until")),
-        "limit": _limit(args),
+        "limit": page_limit(args),
         "cursor": params.ledger_id("cursor", args.get("cursor")),
     }
 
 
-def _limit(args) -> int:
+def page_limit(args) -> int:
+    """Read `limit` (1 to MAX_LIMIT; 50 when not given)."""
     limit = params.whole("limit", args.get("limit"), minimum=1, maximum=MAX_LIMIT)
     return 50 if limit is None else limit
 
@@ -195,7 +196,7 @@ def quarantine_query() -> dict:
         },
         "since": params.moment("since", args.get("since")),
         "until": params.moment("until", args.get("until")),
-        "limit": _limit(args),
+        "limit": page_limit(args),
         "cursor": _quarantine_cursor(args.get("cursor")),
     }
 

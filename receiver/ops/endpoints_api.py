@@ -32,7 +32,7 @@ from ..auth import require_ops
 from ..background import transport
 from ..db import get_ledger
 from ..errors import error_response
-from .api import ROW_ID
+from .api import ROW_ID, page_limit
 
 bp = Blueprint("endpoints_api", __name__, url_prefix="/api")
 log = logging.getLogger("jobledger.api")
@@ -181,13 +181,12 @@ def rotate_secret(endpoint_id: str):
 def delivery_query() -> dict:
     """Read the deliveries filters from the query string (shared with the pages)."""
     args = request.args
-    limit = params.whole("limit", args.get("limit"), minimum=1, maximum=500)
     return {
         "status": list(params.choices("status", args.getlist("status"), STATUSES)) or None,
         "since": params.moment("since", args.get("since")),
         "until": params.moment("until", args.get("until")),
         "cursor": params.whole("cursor", args.get("cursor"), minimum=1),
-        "limit": 50 if limit is None else limit,
+        "limit": page_limit(args),
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from store.quarantine import DISCARDED, REPLAYED, WAITING
 
 from .. import params
+from .display import plural
 
 # What `reconcile.poll_now` can answer.
 POLL_OUTCOMES = (
@@ -82,7 +83,7 @@ def endpoint_notice(args, endpoint: dict) -> str | None:
         return f"delivery {delivery} will be sent again now" if delivery else None
     if name == "recovered":
         count = params.bounded(args.get("count"), 0, params.MAX_ROW_ID) or 0
-        return f"{count} failed deliver{'y' if count == 1 else 'ies'} will be sent again"
+        return f"{count} failed {plural(count, 'delivery', 'deliveries')} will be sent again"
     if name == "enabled" and endpoint["enabled"]:
         return "enabled: what waited is being sent"
     return None

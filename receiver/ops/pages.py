@@ -121,7 +121,7 @@ def job_detail(job_id: str):
         outputs=display.output_rows(job["outputs"], job["provider"]),
         alerts=ledger.alerts.for_job(job_id),
         resubmissions=ledger.jobs.resubmissions(job_id),
-        actions=console.job_actions(get_ledger(), current_app.config, job),
+        actions=console.job_actions(ledger, current_app.config, job),
         notice=notices.job_notice(request.args.get("notice")),
     )
 

@@ -181,9 +181,7 @@ def bulk_replay():
         try:
             selection = replay.selection_from(_selection_doc(request.args))
             matched = replay.count(get_ledger(), selection)
-        except replay.BadSelection as e:
-            error = e.description
-        except BadQuery as e:
+        except (replay.BadSelection, BadQuery) as e:
             error = str(e)
     return render_template(
         "quarantine/replay.html",
