@@ -40,12 +40,21 @@ class Jobs(Part):
     """Reading jobs and their events (the ledger's `jobs` part): what the API, the pages
     and the CLI ask."""
 
-    def records(self, rows: Sequence[Sequence], now: datetime | None = None) -> list[dict]:
-        """Shape `jobs` rows as job records, `slow` worked out against each kind's p95."""
+    def records(
+        self,
+        rows: Sequence[Sequence],
+        now: datetime | None = None,
+        cutoffs: dict[tuple, str] | None = None,
+    ) -> list[dict]:
+        """Shape `jobs` rows as job records, `slow` worked out against each kind's p95.
+
+        :param cutoffs: the `slow_cutoffs` at `now`, when the caller has them already
+        """
         jobs = [job_from_row(r) for r in rows]
-        cutoffs = {}
-        if any(j["state"] in RUNNING for j in jobs):
-            cutoffs = slow_cutoffs(self.session, now or datetime.now(UTC))
+        if cutoffs is None:
+            cutoffs = {}
+            if any(j["state"] in RUNNING for j in jobs):
+                cutoffs = slow_cutoffs(self.session, now or datetime.now(UTC))
         return [public_job(j, slow=is_slow(j, cutoffs)) for j in jobs]
 
     def get(self, job_id: str, *, with_events: bool = False) -> dict | None:
@@ -135,8 +144,10 @@ class Jobs(Part):
         where, params = _conditions(filters, q, since, until, cursor)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         now = now or datetime.now(UTC)
+        cutoffs = None
         if slow:
-            condition, slow_params = slow_condition(slow_cutoffs(self.session, now))
+            cutoffs = slow_cutoffs(self.session, now)
+            condition, slow_params = slow_condition(cutoffs)
             if condition is None:  # no kind has a p95 yet: nothing is slow
                 return [], None
             sql += self.backend.hint(SLOW_INDEX)
@@ -146,7 +157,7 @@ class Jobs(Part):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         rows = self.conn.execute(sql, (*params, limit + 1)).fetchall()
-        jobs = self.records(rows[:limit], now)
+        jobs = self.records(rows[:limit], now, cutoffs)
         next_cursor = encode_cursor(jobs[-1]["id"]) if len(rows) > limit else None
         return jobs, next_cursor
 

@@ -38,11 +38,6 @@ class Guard:
         self._socket_of = socket_of
         self.fired = False  # the last wait was cut
 
-    @property
-    def armed(self) -> bool:
-        """Tell whether a deadline is set."""
-        return self._deadline is not None
-
     def arm(self, deadline: float) -> None:
         """Cut the connection if it is still armed at `deadline` (time.monotonic())."""
         with self._lock:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from . import states
 from .alerts import queue_alert
 from .ids import iso
-from .notices import lock_keys
+from .notices import job_start, lock_keys
 from .session import Part, Session
 
 WATERMARK = "health_counted_through"
@@ -96,7 +96,7 @@ class Tally:
     def add_job(self, state: str, duration: float | None) -> None:
         """Count one settled job."""
         self.finished += 1
-        self.failed += state in states.FAILING
+        self.failed += state in states.ALERTING
         if duration is not None and state in TIMED:
             bucket = bucket_of(duration)
             self.durations[bucket] = self.durations.get(bucket, 0) + 1
@@ -405,8 +405,7 @@ def is_slow(job: dict, cutoffs: dict[tuple, str]) -> bool:
     if job["state"] not in RUNNING:
         return False
     cutoff = cutoffs.get((job["provider"], job["service"], job["kind"]))
-    start = job.get("started_at") if job["origin"] == "external" else None
-    return cutoff is not None and (start or job["submitted_at"]) < cutoff
+    return cutoff is not None and job_start(job) < cutoff
 
 
 def _cleared(seen_at: str | None, now: str, clear_after: timedelta) -> bool:

@@ -22,9 +22,9 @@ TOGGLING = frozenset({RUNNING, STOPPED})
 ALL = (SUBMITTING, SUBMITTED, PROCESSING, RUNNING, STOPPED, TIMED_OUT) + tuple(sorted(FINAL))
 OPEN = frozenset({SUBMITTING, SUBMITTED, PROCESSING, TIMED_OUT})  # may still get a final word
 ALERTING = frozenset({FAILED, PARTIAL, SUBMIT_FAILED, TIMED_OUT})
-# What a failure rate counts: every outcome (SETTLED), and the failed ones among them.
+# What a failure rate counts: every outcome (SETTLED), and the failed ones among them
+# (ALERTING).
 SETTLED = FINAL | {TIMED_OUT}
-FAILING = ALERTING
 
 _RANK = {SUBMITTING: 0, SUBMITTED: 1, PROCESSING: 2, TIMED_OUT: 3}
 

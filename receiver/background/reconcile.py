@@ -27,7 +27,7 @@ from store import JobNotFound, Ledger, open_ledger
 from store.errors import classify
 from store.ids import iso
 from submitter.calls import Budget, CallFailed, NotConfigured
-from submitter.operations import CLIENTS
+from submitter.operations import CLIENTS, open_client
 
 from ..inbound.batch import Backoff, RunResult, StopSignal
 from ..providers import InvalidPayload
@@ -184,24 +184,24 @@ def _poll_job(config, ledger, job, clients, throttled, pacer) -> tuple[str, int,
     poll = plan_poll(job)
     if poll is None:
         return "no_status_api", MAX_DELAY_S.get(job["kind"], DEFAULT_MAX_DELAY_S), True
-    if poll.family in throttled:
+    if poll.client in throttled:
         return "deferred", THROTTLE_PAUSE_S, False
     if poll.client not in clients:
         try:
-            clients[poll.client] = CLIENTS[poll.client].open(config)
+            clients[poll.client] = open_client(poll.client, config)
         except NotConfigured as e:
-            log.warning("reconcile.not-configured", extra={"family": poll.family, "error": str(e)})
+            log.warning("reconcile.not-configured", extra={"family": poll.client, "error": str(e)})
             clients[poll.client] = None
     client = clients[poll.client]
     if client is None:
         return "not_configured", DEFAULT_MAX_DELAY_S, False
-    pacer.wait(poll.family)
+    pacer.wait(poll.client)
     try:
         answer = poll.ask(client, Budget(READ_BUDGET_S))
     except CallFailed as e:
         extra = {"job_id": job["id"], "api": poll.api.name, "code": e.code, "status": e.status}
         if e.throttled:
-            throttled.add(poll.family)
+            throttled.add(poll.client)
             log.warning("reconcile.throttled", extra=extra)
             return "throttled", THROTTLE_PAUSE_S, False
         log.warning("reconcile.poll-failed", extra={**extra, "error": e.message[:300]})

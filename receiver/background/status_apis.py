@@ -45,12 +45,8 @@ class Poll:
 
     @property
     def client(self) -> str:
-        """The client that asks it (a key of submitter.operations.CLIENTS)."""
-        return self.api.client
-
-    @property
-    def family(self) -> str:
-        """The API family whose QPS limit this call counts against (one per client)."""
+        """The client that asks it (a key of submitter.operations.CLIENTS), which is also
+        the API family whose QPS limit the call counts against."""
         return self.api.client
 
     def ask(self, client: ProviderClient, budget: Budget) -> dict | None:
