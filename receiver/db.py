@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, current_app, g
 
 from store import Ledger, is_url, ledger_problem, open_ledger
 from store.errors import LedgerUnavailable
@@ -27,15 +27,18 @@ class LedgerNotReady(RuntimeError):
     """The ledger file has not been created or migrated yet."""
 
 
-def get_ledger() -> Ledger:
+def get_ledger(*, budget: bool = False) -> Ledger:
     """Return this thread's ledger for the app's DATABASE, checked to still be the file there.
 
+    :param budget: on PostgreSQL, the request is a callback, to be answered within a
+      budget (receiver/pgpool.py); the first call of a request decides
     :raises LedgerUnavailable: the file was deleted or replaced since the connection was
       opened; the connection is dropped, and the path refused until an operator has
       cleaned up (store/identity.py)
     """
     if "ledger" not in g:
-        ledger = _ledger_for(current_app.config["DATABASE"], current_app.config["DURABILITY"])
+        config = current_app.config
+        ledger = _ledger_for(config["DATABASE"], config["DURABILITY"], budget)
         try:
             ledger.conn.check_identity()  # one stat per request
         except LedgerUnavailable:
@@ -45,13 +48,11 @@ def get_ledger() -> Ledger:
     return g.ledger
 
 
-def _ledger_for(path: str, durability: str) -> Ledger:
+def _ledger_for(path: str, durability: str, budget: bool) -> Ledger:
     if is_url(path):
-        # PostgreSQL: a pooled connection for this request, given back when it ends. A
-        # callback is answered within a budget (receiver/pgpool.py).
+        # PostgreSQL: a pooled connection for this request, given back when it ends.
         try:
-            hook = has_request_context() and request.path.startswith("/hooks/")
-            return pgpool.borrow(path, budget=hook)
+            return pgpool.borrow(path, budget=budget)
         except pgpool.NotReady as e:
             raise LedgerNotReady(str(e)) from None
     cache = getattr(_local, "ledgers", None)
@@ -82,7 +83,7 @@ def get_writer() -> Front:
     """
     path, durability = current_app.config["DATABASE"], current_app.config["DURABILITY"]
     if is_url(path):
-        return DirectWriter(get_ledger())
+        return DirectWriter(get_ledger(budget=True))
     key = (os.getpid(), path)
     if key not in _ready:  # once per process, as a thread's connection checks on opening
         problem = ledger_problem(path)
